@@ -1,0 +1,123 @@
+# Mail gateway: filterd (SMTP), imapd (IMAP/POP3), mailctl (admin).
+#
+#   make            build bin/filterd bin/imapd bin/mailctl
+#   make run        install missing packages, build, run the demo gateway
+#   make check      install missing packages, build, run every test
+#   make bench      install missing packages, build, run the benchmarks
+#   make asan       build and run the unit and integration tests under ASan/UBSan
+#
+# Out-of-tree objects go to $(O); binaries to $(BIN).
+
+O       ?= build
+BIN     ?= bin
+CC      ?= gcc
+PYTHON  ?= /usr/bin/python3
+
+# Debian packages the build, the tests and the demo need.
+DEB_PKGS = gcc make pkg-config libssl-dev libsqlite3-dev libcmocka-dev libcrypt-dev \
+	   openssl python3 python3-pytest swaks curl procps
+
+PKGS     = openssl sqlite3
+OPTFLAGS ?= -O2
+CFLAGS_ALL = -std=c17 -D_GNU_SOURCE -g $(OPTFLAGS) -Wall -Wextra -Werror -pthread -I. \
+	     -fno-strict-aliasing $(SANFLAGS) $(CFLAGS)
+LDLIBS_ALL = $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lssl -lcrypto -lsqlite3) \
+	     -lcrypt -pthread $(SANFLAGS) $(LDFLAGS)
+TEST_LIBS  = $(shell pkg-config --libs cmocka 2>/dev/null || echo -lcmocka)
+
+COMMON_SRC  = $(wildcard common/*.c)
+STORE_SRC   = $(wildcard store/*.c)
+FILTERD_SRC = $(filter-out filterd/main.c,$(wildcard filterd/*.c))
+TOOLS_SRC   = $(filter-out tools/mailctl.c,$(wildcard tools/*.c))
+
+LIBCOMMON  = $(O)/libcommon.a
+LIBSTORE   = $(O)/libstore.a
+LIBFILTERD = $(O)/libfilterd.a
+
+PROGS = $(BIN)/filterd $(BIN)/imapd $(BIN)/mailctl
+
+UNIT_SRC   = $(wildcard tests/unit/*/test_*.c)
+UNIT_TESTS = $(UNIT_SRC:%.c=$(O)/%)
+BENCH_BIN  = $(O)/tests/bench/smtpbench
+
+.PHONY: all deps run check unit integration bench asan fuzz clean install
+all: $(PROGS)
+
+$(O)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -MMD -MP -c $< -o $@
+
+$(LIBCOMMON): $(COMMON_SRC:%.c=$(O)/%.o)
+	$(AR) rcs $@ $^
+$(LIBSTORE): $(STORE_SRC:%.c=$(O)/%.o)
+	$(AR) rcs $@ $^
+$(LIBFILTERD): $(FILTERD_SRC:%.c=$(O)/%.o)
+	$(AR) rcs $@ $^
+
+$(BIN)/filterd: $(O)/filterd/main.o $(LIBFILTERD) $(LIBSTORE) $(LIBCOMMON)
+	@mkdir -p $(BIN)
+	$(CC) -o $@ $^ $(LDLIBS_ALL)
+$(BIN)/imapd: $(O)/imapd/main.o $(LIBSTORE) $(LIBCOMMON)
+	@mkdir -p $(BIN)
+	$(CC) -o $@ $^ $(LDLIBS_ALL)
+$(BIN)/mailctl: $(O)/tools/mailctl.o $(TOOLS_SRC:%.c=$(O)/%.o) $(LIBSTORE) $(LIBCOMMON)
+	@mkdir -p $(BIN)
+	$(CC) -o $@ $^ $(LDLIBS_ALL)
+
+# Unit tests link every library (a test of filterd/ needs libfilterd).
+$(O)/tests/unit/%: $(O)/tests/unit/%.o $(LIBFILTERD) $(LIBSTORE) $(LIBCOMMON)
+	$(CC) -o $@ $^ $(TEST_LIBS) $(LDLIBS_ALL)
+
+$(BENCH_BIN): $(O)/tests/bench/smtpbench.o $(LIBCOMMON)
+	$(CC) -o $@ $^ $(LDLIBS_ALL)
+
+# Install missing Debian packages (as root, or through sudo).
+deps:
+	@sh tests/deps.sh $(DEB_PKGS)
+
+unit: $(UNIT_TESTS)
+	@O=$(O) sh tests/run-unit.sh $(UNIT_TESTS)
+
+integration: $(PROGS)
+	@BIN_DIR=$(abspath $(BIN)) $(PYTHON) -m pytest -q -p no:cacheprovider tests/integration
+
+check: deps
+	@$(MAKE) --no-print-directory all $(UNIT_TESTS)
+	@O=$(O) BIN=$(BIN) PYTHON=$(PYTHON) sh tests/run-all.sh $(UNIT_TESTS)
+
+asan: deps
+	@$(MAKE) --no-print-directory O=build/asan BIN=build/asan/bin OPTFLAGS=-O1 \
+		SANFLAGS="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer" \
+		all $(UNIT_SRC:%.c=build/asan/%)
+	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+		O=build/asan BIN=build/asan/bin PYTHON=$(PYTHON) sh tests/run-all.sh $(UNIT_SRC:%.c=build/asan/%)
+
+run: deps all
+	@sh tests/demo.sh
+
+bench: deps all $(BENCH_BIN)
+	@BIN_DIR=$(abspath $(BIN)) BENCH_BIN=$(abspath $(BENCH_BIN)) sh tests/bench/bench.sh
+
+# libFuzzer targets (clang): make fuzz FUZZ_SECONDS=60
+FUZZ_SECONDS ?= 30
+FUZZ_FLAGS = -std=c17 -D_GNU_SOURCE -g -O1 -I. -fsanitize=fuzzer,address,undefined
+fuzz: deps
+	@mkdir -p build/fuzz
+	clang $(FUZZ_FLAGS) -o build/fuzz/fuzz_smtp tests/fuzz/fuzz_smtp.c filterd/smtp_parse.c \
+		filterd/smtp_data.c $(COMMON_SRC) -lssl -lcrypto -lcrypt -pthread
+	clang $(FUZZ_FLAGS) -o build/fuzz/fuzz_config tests/fuzz/fuzz_config.c $(COMMON_SRC) \
+		-lssl -lcrypto -lcrypt -pthread
+	build/fuzz/fuzz_smtp -max_total_time=$(FUZZ_SECONDS) -max_len=4096
+	build/fuzz/fuzz_config -max_total_time=$(FUZZ_SECONDS) -max_len=4096
+
+PREFIX ?= /usr/local
+install: all
+	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/share/mailgw/rules.d $(DESTDIR)$(PREFIX)/share/mailgw
+	install -m 755 $(PROGS) $(DESTDIR)$(PREFIX)/sbin/
+	install -m 644 doc/gateway.conf.sample $(DESTDIR)$(PREFIX)/share/mailgw/
+	install -m 644 doc/filterd.service $(DESTDIR)$(PREFIX)/share/mailgw/
+
+clean:
+	rm -rf $(O) $(BIN)
+
+-include $(shell find $(O) -name '*.d' 2>/dev/null)

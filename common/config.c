@@ -1,0 +1,520 @@
+/*
+ * config.c - the configuration file: "key = value" lines, '#' comments,
+ * list keys may repeat.  One table drives parsing, defaults and the
+ * reference in the README; every error names FILE:LINE.
+ */
+#include "common/common.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+enum ctype {
+	CT_STR,      /* any text */
+	CT_HOST,     /* a DNS host name */
+	CT_PATH,     /* made absolute against the config file's directory */
+	CT_OPTPATH,  /* a path, or empty */
+	CT_DOMAINS,  /* list of domains; also comma/space separated */
+	CT_LISTEN,   /* list of host:port; empty value = none */
+	CT_INT,
+	CT_SIZE,     /* bytes, with optional k/m/g suffix */
+	CT_DURATION, /* milliseconds internally; suffix ms, s, m, h (default s) */
+	CT_LOGLEVEL,
+	CT_SCHEME,
+	CT_FACILITY,
+};
+
+struct ckey {
+	const char *key;
+	enum ctype type;
+	size_t offset;
+	const char *def; /* NULL: no default (empty / computed) */
+	int64_t min, max;
+	const char *help;
+};
+
+#define OFF(f) offsetof(struct config, f)
+static const struct ckey ckeys[] = {
+	{ "hostname", CT_HOST, OFF(hostname), NULL, 0, 0,
+	  "name in the banner, Received and Authentication-Results (default: the system's)" },
+	{ "local_domains", CT_DOMAINS, OFF(local_domains), NULL, 0, 0,
+	  "domains we accept mail for; others get 550 5.7.1 (required)" },
+	{ "data_dir", CT_PATH, OFF(data_dir), "/var/lib/mailgw", 0, 0, "store root" },
+	{ "users_file", CT_PATH, OFF(users_file), "/etc/mailgw/users",
+	  0, 0, "Dovecot passwd-file: user@domain:{SHA512-CRYPT}$6$..." },
+	{ "tls_cert_file", CT_OPTPATH, OFF(tls_cert_file), "", 0, 0, "PEM certificate chain; empty: no TLS" },
+	{ "tls_key_file", CT_OPTPATH, OFF(tls_key_file), "", 0, 0, "PEM private key" },
+	{ "smtp_listen", CT_LISTEN, OFF(smtp_listen), "127.0.0.1:2525", 0, 0,
+	  "plain SMTP with STARTTLS (repeatable; 0.0.0.0:25 in production)" },
+	{ "smtps_listen", CT_LISTEN, OFF(smtps_listen), "", 0, 0, "implicit TLS SMTP (repeatable)" },
+	{ "run_user", CT_STR, OFF(run_user), "", 0, 0, "when started as root: bind, then run as this user" },
+	{ "syslog_facility", CT_FACILITY, OFF(syslog_facility), "", 0, 0,
+	  "also log to syslog with this facility (mail, local0..7); empty: stderr only" },
+	{ "log_level", CT_LOGLEVEL, OFF(log_level), "info", 0, 0, "debug, info, warn or error" },
+	{ "password_scheme", CT_SCHEME, OFF(password_scheme), "SHA512-CRYPT", 0, 0,
+	  "hash for new passwords: SHA512-CRYPT, SHA256-CRYPT, BLF-CRYPT or CRYPT (yescrypt)" },
+	{ "max_message_size", CT_SIZE, OFF(max_message_size), "26214400", 1024, INT64_C(1) << 40,
+	  "bytes; larger: 552 5.3.4 (advertised in EHLO SIZE)" },
+	{ "max_recipients", CT_INT, OFF(max_recipients), "100", 1, 100000,
+	  "recipients per transaction; more: 452 4.5.3" },
+	{ "max_connections", CT_INT, OFF(max_connections), "500", 1, 1000000,
+	  "concurrent SMTP connections; more: 421 4.7.0" },
+	{ "max_connections_per_ip", CT_INT, OFF(max_connections_per_ip), "50", 1, 1000000,
+	  "concurrent SMTP connections from one client IP; more: 421 4.7.0" },
+	{ "max_bad_commands", CT_INT, OFF(max_bad_commands), "20", 1, 1000000,
+	  "unknown or invalid commands per session before 421" },
+	{ "max_line_length", CT_INT, OFF(max_line_length), "10000", 1000, 100000000,
+	  "octets per line of message text (RFC 5321 4.5.3.1.6 allows 1000 as minimum); longer: 554 5.6.0" },
+	{ "smtp_timeout", CT_DURATION, OFF(smtp_timeout_ms), "300s", 100, 86400000,
+	  "waiting for a command or the TLS handshake (RFC 5321 4.5.3.2.7: 5 minutes)" },
+	{ "smtp_data_timeout", CT_DURATION, OFF(smtp_data_timeout_ms), "300s", 100, 86400000,
+	  "waiting for more message text in DATA or BDAT" },
+	{ "shutdown_timeout", CT_DURATION, OFF(shutdown_timeout_ms), "30s", 0, 3600000,
+	  "on SIGTERM, how long sessions in progress may take to finish" },
+};
+
+const struct config_keyinfo *config_keys(size_t *n_r)
+{
+	static struct config_keyinfo info[ARRAY_SIZE(ckeys)];
+	for (size_t i = 0; i < ARRAY_SIZE(ckeys); i++) {
+		info[i].key = ckeys[i].key;
+		info[i].def = ckeys[i].def ? ckeys[i].def : "";
+		info[i].help = ckeys[i].help;
+	}
+	*n_r = ARRAY_SIZE(ckeys);
+	return info;
+}
+
+void strlist_add(struct strlist *l, const char *s)
+{
+	l->v = xrealloc(l->v, (l->n + 2) * sizeof(char *));
+	l->v[l->n++] = xstrdup(s);
+	l->v[l->n] = NULL;
+}
+
+bool strlist_contains_ci(const struct strlist *l, const char *s)
+{
+	for (size_t i = 0; i < l->n; i++)
+		if (str_ieq(l->v[i], s))
+			return true;
+	return false;
+}
+
+void strlist_free(struct strlist *l)
+{
+	for (size_t i = 0; i < l->n; i++)
+		free(l->v[i]);
+	free(l->v);
+	l->v = NULL;
+	l->n = 0;
+}
+
+#define CONFIG_LINE_MAX 4096
+
+struct config_parser {
+	char *filename;
+	char *dir;            /* for relative paths */
+	unsigned lineno;
+	struct buf line;
+	bool toolong;
+	struct config *cfg;
+	unsigned seen[ARRAY_SIZE(ckeys)]; /* line where set, 0 = not yet */
+};
+
+struct config_parser *config_parser_new(const char *filename)
+{
+	struct config_parser *p = xcalloc(1, sizeof(*p));
+	p->filename = xstrdup(filename);
+	const char *slash = strrchr(filename, '/');
+	if (slash == NULL) {
+		char cwd[PATH_MAX];
+		p->dir = xstrdup(getcwd(cwd, sizeof(cwd)) ? cwd : ".");
+	} else if (slash == filename) {
+		p->dir = xstrdup("/");
+	} else if (filename[0] == '/') {
+		p->dir = xstrndup(filename, (size_t)(slash - filename));
+	} else {
+		char cwd[PATH_MAX];
+		if (getcwd(cwd, sizeof(cwd)) == NULL)
+			str_copy(cwd, ".", sizeof(cwd));
+		p->dir = xasprintf("%s/%.*s", cwd, (int)(slash - filename), filename);
+	}
+	buf_init(&p->line, CONFIG_LINE_MAX);
+	p->cfg = xcalloc(1, sizeof(struct config));
+	p->cfg->path = xstrdup(filename);
+	return p;
+}
+
+static void config_parser_free(struct config_parser **pp)
+{
+	struct config_parser *p = *pp;
+	if (p == NULL)
+		return;
+	free(p->filename);
+	free(p->dir);
+	buf_free(&p->line);
+	config_free(&p->cfg);
+	free(p);
+	*pp = NULL;
+}
+
+static int perr(struct config_parser *p, char **error_r, const char *fmt, ...) PRINTFLIKE(3, 4);
+static int perr(struct config_parser *p, char **error_r, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (error_r)
+		*error_r = xasprintf("%s:%u: %s", p->filename, p->lineno, msg);
+	return -1;
+}
+
+static bool host_valid(const char *s)
+{
+	size_t n = strlen(s), label = 0;
+	if (n == 0 || n > 253)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		char c = s[i];
+		if (c == '.') {
+			if (label == 0 || s[i - 1] == '-')
+				return false;
+			label = 0;
+			continue;
+		}
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		      c == '-' || c == '_'))
+			return false;
+		if (c == '-' && label == 0)
+			return false;
+		if (++label > 63)
+			return false;
+	}
+	return s[n - 1] != '-';
+}
+
+static int parse_int(const char *v, int64_t *out)
+{
+	char *end;
+	errno = 0;
+	long long x = strtoll(v, &end, 10);
+	if (errno || end == v || *end)
+		return -1;
+	*out = x;
+	return 0;
+}
+
+static int parse_scaled(const char *v, int64_t *out, bool duration)
+{
+	char *end;
+	errno = 0;
+	if (*v == '-' || *v == '\0')
+		return -1;
+	unsigned long long x = strtoull(v, &end, 10);
+	if (errno || end == v)
+		return -1;
+	uint64_t mul;
+	if (duration) {
+		if (*end == '\0' || strcmp(end, "s") == 0)
+			mul = 1000;
+		else if (strcmp(end, "ms") == 0)
+			mul = 1;
+		else if (strcmp(end, "m") == 0)
+			mul = 60000;
+		else if (strcmp(end, "h") == 0)
+			mul = 3600000;
+		else
+			return -1;
+	} else {
+		if (*end == '\0')
+			mul = 1;
+		else if (str_ieq(end, "k"))
+			mul = 1024;
+		else if (str_ieq(end, "m"))
+			mul = 1024 * 1024;
+		else if (str_ieq(end, "g"))
+			mul = 1024 * 1024 * 1024;
+		else
+			return -1;
+	}
+	if (x > (uint64_t)INT64_MAX / mul)
+		return -1;
+	*out = (int64_t)(x * mul);
+	return 0;
+}
+
+static char *make_path(struct config_parser *p, const char *v)
+{
+	if (v[0] == '/' || v[0] == '\0')
+		return xstrdup(v);
+	if (strcmp(p->dir, "/") == 0)
+		return xasprintf("/%s", v);
+	return xasprintf("%s/%s", p->dir, v);
+}
+
+static int set_value(struct config_parser *p, const struct ckey *k, char *v, char **error_r)
+{
+	void *field = (char *)p->cfg + k->offset;
+	char **sp = field;
+	int64_t *ip = field;
+	struct strlist *lp = field;
+	int64_t x;
+	enum log_level lvl;
+
+	switch (k->type) {
+	case CT_STR:
+		free(*sp);
+		*sp = xstrdup(v);
+		return 0;
+	case CT_HOST:
+		if (!host_valid(v))
+			return perr(p, error_r, "%s: not a valid host name: %s", k->key, log_str(v));
+		free(*sp);
+		*sp = str_lower(xstrdup(v));
+		return 0;
+	case CT_PATH:
+		if (*v == '\0')
+			return perr(p, error_r, "%s: a path is required", k->key);
+		/* fallthrough */
+	case CT_OPTPATH:
+		free(*sp);
+		*sp = make_path(p, v);
+		return 0;
+	case CT_DOMAINS:
+		for (char *save = NULL, *tok = strtok_r(v, ", \t", &save); tok;
+		     tok = strtok_r(NULL, ", \t", &save)) {
+			if (!host_valid(tok))
+				return perr(p, error_r, "%s: not a valid domain: %s", k->key, log_str(tok));
+			str_lower(tok);
+			if (!strlist_contains_ci(lp, tok))
+				strlist_add(lp, tok);
+		}
+		return 0;
+	case CT_LISTEN:
+		if (*v == '\0') {
+			strlist_free(lp);
+			return 0;
+		}
+		for (char *save = NULL, *tok = strtok_r(v, ", \t", &save); tok;
+		     tok = strtok_r(NULL, ", \t", &save)) {
+			struct sockaddr_storage ss;
+			socklen_t len;
+			char *err = NULL;
+			if (net_parse_hostport(tok, &ss, &len, &err) < 0) {
+				int r = perr(p, error_r, "%s: %s", k->key, err);
+				free(err);
+				return r;
+			}
+			strlist_add(lp, tok);
+		}
+		return 0;
+	case CT_INT:
+		if (parse_int(v, &x) < 0)
+			return perr(p, error_r, "%s: not a number: %s", k->key, log_str(v));
+		goto range;
+	case CT_SIZE:
+		if (parse_scaled(v, &x, false) < 0)
+			return perr(p, error_r, "%s: not a size (bytes, or with k/m/g): %s", k->key,
+				    log_str(v));
+		goto range;
+	case CT_DURATION:
+		if (parse_scaled(v, &x, true) < 0)
+			return perr(p, error_r, "%s: not a duration (e.g. 300s, 500ms, 5m): %s", k->key,
+				    log_str(v));
+		goto range;
+	case CT_LOGLEVEL:
+		if (log_level_parse(v, &lvl) < 0)
+			return perr(p, error_r, "%s: must be debug, info, warn or error: %s", k->key,
+				    log_str(v));
+		free(*sp);
+		*sp = str_lower(xstrdup(v));
+		return 0;
+	case CT_SCHEME:
+		if (!password_scheme_valid(v))
+			return perr(p, error_r,
+				    "%s: must be SHA512-CRYPT, SHA256-CRYPT, BLF-CRYPT or CRYPT: %s",
+				    k->key, log_str(v));
+		free(*sp);
+		*sp = xstrdup(v);
+		return 0;
+	case CT_FACILITY:
+		if (*v && !str_ieq(v, "mail") && !str_ieq(v, "daemon") && !str_ieq(v, "user") &&
+		    !(str_iprefix(v, "local") && strlen(v) == 6 && v[5] >= '0' && v[5] <= '7'))
+			return perr(p, error_r, "%s: unknown syslog facility: %s", k->key, log_str(v));
+		free(*sp);
+		*sp = xstrdup(v);
+		return 0;
+	}
+	return perr(p, error_r, "%s: internal: bad type", k->key);
+range:
+	if (x < k->min || x > k->max)
+		return perr(p, error_r, "%s: %s is out of range", k->key, log_str(v));
+	*ip = x;
+	return 0;
+}
+
+static int parse_line(struct config_parser *p, char *line, char **error_r)
+{
+	/* '#' starts a comment at the start of a line or after a blank. */
+	for (char *c = line; *c; c++) {
+		if (*c == '#' && (c == line || c[-1] == ' ' || c[-1] == '\t')) {
+			*c = '\0';
+			break;
+		}
+	}
+	for (char *c = line; *c; c++)
+		if ((unsigned char)*c < 0x20 && *c != '\t' && *c != '\r')
+			return perr(p, error_r, "control character in line");
+	char *s = str_trim(line);
+	if (*s == '\0')
+		return 0;
+	char *eq = strchr(s, '=');
+	if (eq == NULL)
+		return perr(p, error_r, "expected \"key = value\": %s", log_str(s));
+	*eq = '\0';
+	char *key = str_trim(s);
+	char *value = str_trim(eq + 1);
+	for (size_t i = 0; i < ARRAY_SIZE(ckeys); i++) {
+		if (strcmp(ckeys[i].key, key) != 0)
+			continue;
+		bool list = ckeys[i].type == CT_DOMAINS || ckeys[i].type == CT_LISTEN;
+		if (p->seen[i] && !list)
+			return perr(p, error_r, "%s is already set on line %u", key, p->seen[i]);
+		p->seen[i] = p->lineno;
+		return set_value(p, &ckeys[i], value, error_r);
+	}
+	return perr(p, error_r, "unknown key: %s", log_str(key));
+}
+
+int config_parser_feed(struct config_parser *p, const char *data, size_t len, char **error_r)
+{
+	while (len > 0) {
+		const char *nl = memchr(data, '\n', len);
+		size_t n = nl ? (size_t)(nl - data) : len;
+		if (!p->toolong && buf_append(&p->line, data, n) < 0)
+			p->toolong = true;
+		data += n;
+		len -= n;
+		if (nl == NULL)
+			break;
+		data++;
+		len--;
+		p->lineno++;
+		if (p->toolong)
+			return perr(p, error_r, "line longer than %d bytes", CONFIG_LINE_MAX);
+		int r = parse_line(p, p->line.data ? p->line.data : (char[]){ "" }, error_r);
+		buf_reset(&p->line);
+		if (r < 0)
+			return -1;
+	}
+	return 0;
+}
+
+int config_parser_finish(struct config_parser **pp, struct config **cfg_r, char **error_r)
+{
+	struct config_parser *p = *pp;
+	int r = -1;
+
+	/* A last line without a newline. */
+	if (p->line.len > 0 || p->toolong) {
+		if (config_parser_feed(p, "\n", 1, error_r) < 0)
+			goto out;
+	}
+	for (size_t i = 0; i < ARRAY_SIZE(ckeys); i++) {
+		if (p->seen[i] || ckeys[i].def == NULL)
+			continue;
+		char *v = xstrdup(ckeys[i].def);
+		int rr = set_value(p, &ckeys[i], v, error_r);
+		free(v);
+		if (rr < 0)
+			goto out;
+	}
+	struct config *c = p->cfg;
+	p->lineno = 0; /* errors below are about the whole file */
+	if (c->hostname == NULL) {
+		char host[256];
+		if (gethostname(host, sizeof(host)) < 0 || !host_valid(host))
+			str_copy(host, "localhost", sizeof(host));
+		c->hostname = str_lower(xstrdup(host));
+	}
+	if (c->local_domains.n == 0) {
+		*error_r = xasprintf("%s: local_domains is not set: every recipient would be refused",
+				     p->filename);
+		goto out;
+	}
+	if ((*c->tls_cert_file == '\0') != (*c->tls_key_file == '\0')) {
+		*error_r = xasprintf("%s: tls_cert_file and tls_key_file must be set together",
+				     p->filename);
+		goto out;
+	}
+	if (c->smtps_listen.n > 0 && *c->tls_cert_file == '\0') {
+		*error_r = xasprintf("%s: smtps_listen needs tls_cert_file and tls_key_file",
+				     p->filename);
+		goto out;
+	}
+	*cfg_r = c;
+	p->cfg = NULL;
+	r = 0;
+out:
+	config_parser_free(pp);
+	return r;
+}
+
+int config_load(const char *path, struct config **cfg_r, char **error_r)
+{
+	FILE *f = fopen(path, "r");
+	if (f == NULL) {
+		*error_r = xasprintf("%s: %s", path, strerror(errno));
+		return -1;
+	}
+	struct config_parser *p = config_parser_new(path);
+	char chunk[8192];
+	size_t n;
+	int r = 0;
+	while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0) {
+		if (config_parser_feed(p, chunk, n, error_r) < 0) {
+			r = -1;
+			break;
+		}
+	}
+	if (r == 0 && ferror(f)) {
+		*error_r = xasprintf("%s: read error", path);
+		r = -1;
+	}
+	fclose(f);
+	if (r < 0) {
+		config_parser_free(&p);
+		return -1;
+	}
+	return config_parser_finish(&p, cfg_r, error_r);
+}
+
+void config_free(struct config **cp)
+{
+	struct config *c = *cp;
+	if (c == NULL)
+		return;
+	for (size_t i = 0; i < ARRAY_SIZE(ckeys); i++) {
+		void *field = (char *)c + ckeys[i].offset;
+		switch (ckeys[i].type) {
+		case CT_DOMAINS:
+		case CT_LISTEN:
+			strlist_free(field);
+			break;
+		case CT_INT:
+		case CT_SIZE:
+		case CT_DURATION:
+			break;
+		default:
+			free(*(char **)field);
+		}
+	}
+	free(c->path);
+	free(c);
+	*cp = NULL;
+}

@@ -1,0 +1,518 @@
+/*
+ * index.c - the SQLite index of a store: schema (versioned in PRAGMA
+ * user_version), the statements prepared once per store, transactions,
+ * and the small row-level operations the rest of the library composes.
+ *
+ * The database runs in WAL mode with synchronous=NORMAL: the message files
+ * are the durable truth (fsynced before a delivery is acknowledged) and
+ * the index can be rebuilt from them by the recovery scan.
+ */
+#include "store/store-private.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static const char schema_v1[] =
+	"CREATE TABLE folders ("
+	" id INTEGER PRIMARY KEY AUTOINCREMENT,"
+	" name TEXT NOT NULL UNIQUE,"
+	" uidvalidity INTEGER NOT NULL,"
+	" uidnext INTEGER NOT NULL,"
+	" highestmodseq INTEGER NOT NULL,"
+	" subscribed INTEGER NOT NULL DEFAULT 0);"
+	"CREATE TABLE messages ("
+	" folder INTEGER NOT NULL REFERENCES folders(id) ON DELETE CASCADE,"
+	" uid INTEGER NOT NULL,"
+	" filename TEXT NOT NULL,"           /* base: the part before ":2," */
+	" in_new INTEGER NOT NULL,"          /* 1: new/BASE, 0: cur/BASE:2,FLAGS */
+	" flags INTEGER NOT NULL,"           /* enum store_flag */
+	" xflags TEXT NOT NULL DEFAULT '',"  /* other info letters, kept on rename */
+	" keywords TEXT,"                    /* IMAP keywords (not used yet) */
+	" modseq INTEGER NOT NULL,"
+	" size INTEGER NOT NULL,"
+	" vsize INTEGER NOT NULL,"
+	" internaldate INTEGER NOT NULL,"
+	" verdict TEXT,"
+	" score REAL NOT NULL DEFAULT 0,"
+	" learned TEXT,"
+	" PRIMARY KEY (folder, uid),"
+	" UNIQUE (folder, filename)"
+	") WITHOUT ROWID;"
+	"CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER);";
+
+static const char *const stmt_sql[STMT_COUNT] = {
+	[STMT_BEGIN] = "BEGIN IMMEDIATE",
+	[STMT_COMMIT] = "COMMIT",
+	[STMT_ROLLBACK] = "ROLLBACK",
+	[STMT_FOLDER_GET] = "SELECT id, name, uidvalidity, uidnext, highestmodseq, subscribed"
+			    " FROM folders WHERE name = ?1",
+	[STMT_FOLDER_ALL] = "SELECT id, name FROM folders ORDER BY name",
+	[STMT_FOLDER_LIST] = "SELECT f.id, f.name, f.uidvalidity, f.uidnext, f.highestmodseq,"
+			     " f.subscribed, (SELECT count(*) FROM messages m WHERE m.folder = f.id)"
+			     " FROM folders f ORDER BY f.name <> 'INBOX', f.name",
+	[STMT_FOLDER_INSERT] = "INSERT INTO folders (name, uidvalidity, uidnext, highestmodseq,"
+			       " subscribed) VALUES (?1, ?2, 1, 1, ?3)",
+	[STMT_FOLDER_COUNT] = "SELECT count(*) FROM messages WHERE folder = ?1",
+	[STMT_FOLDER_BUMP_UID] = "UPDATE folders SET uidnext = uidnext + 1,"
+				 " highestmodseq = highestmodseq + 1 WHERE id = ?1"
+				 " RETURNING uidnext - 1, highestmodseq",
+	[STMT_FOLDER_BUMP_MODSEQ] = "UPDATE folders SET highestmodseq = highestmodseq + 1"
+				    " WHERE id = ?1 RETURNING highestmodseq",
+	[STMT_FOLDER_SET_NAME] = "UPDATE folders SET name = ?2 WHERE id = ?1",
+	[STMT_FOLDER_DELETE] = "DELETE FROM folders WHERE id = ?1",
+	[STMT_FOLDER_SUBSCRIBE] = "UPDATE folders SET subscribed = ?2 WHERE name = ?1",
+	/* Children of ?1: names in [?1 "/", ?1 "0"), '0' being '/' + 1. */
+	[STMT_FOLDER_CHILDREN] = "SELECT id, name FROM folders WHERE name >= ?1 || '/'"
+				 " AND name < ?1 || '0' ORDER BY name",
+	[STMT_MSG_INSERT] = "INSERT INTO messages (folder, uid, filename, in_new, flags, xflags,"
+			    " modseq, size, vsize, internaldate, verdict, score, learned)"
+			    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
+			    " ON CONFLICT (folder, filename) DO UPDATE SET"
+			    " verdict = excluded.verdict, score = excluded.score RETURNING uid",
+	[STMT_MSG_GET] = "SELECT filename, in_new, flags, xflags, modseq, size, vsize,"
+			 " internaldate, verdict, score, learned"
+			 " FROM messages WHERE folder = ?1 AND uid = ?2",
+	[STMT_MSG_RANGE] = "SELECT uid, filename, in_new, flags, xflags, modseq, size, vsize,"
+			   " internaldate, verdict, score FROM messages"
+			   " WHERE folder = ?1 AND uid >= ?2 AND uid <= ?3 ORDER BY uid LIMIT ?4",
+	[STMT_MSG_UPDATE_FILE] = "UPDATE messages SET in_new = ?3, flags = ?4, xflags = ?5,"
+				 " modseq = ?6 WHERE folder = ?1 AND uid = ?2",
+	[STMT_MSG_DELETE] = "DELETE FROM messages WHERE folder = ?1 AND uid = ?2",
+	[STMT_MSG_DELETE_FOLDER] = "DELETE FROM messages WHERE folder = ?1",
+	[STMT_MSG_SCAN] = "SELECT uid, filename, in_new, flags, xflags FROM messages"
+			  " WHERE folder = ?1",
+	[STMT_META_GET] = "SELECT value FROM meta WHERE key = ?1",
+	[STMT_META_SET] = "INSERT INTO meta (key, value) VALUES (?1, ?2)"
+			  " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+};
+
+int index_fail(struct store *st, sqlite3_stmt *q, const char *what, char **error_r)
+{
+	int code = sqlite3_extended_errcode(st->db);
+	store_error(error_r, "index %s: %s: %s", st->root, what,
+		    (code & 0xff) == SQLITE_BUSY
+			    ? "database is locked (busy timeout)"
+			    : sqlite3_errmsg(st->db));
+	if (q != NULL)
+		sqlite3_reset(q);
+	return -1;
+}
+
+/* Run SQL without results (setup only). */
+static int exec(struct store *st, const char *sql, char **error_r)
+{
+	char *msg = NULL;
+	if (sqlite3_exec(st->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+		store_error(error_r, "index %s: %s: %s", st->root, sql,
+			    msg ? msg : sqlite3_errmsg(st->db));
+		sqlite3_free(msg);
+		return -1;
+	}
+	return 0;
+}
+
+/* Switching a fresh database to WAL needs an exclusive lock; another store
+ * opening the same new database at the same moment can make it fail with
+ * SQLITE_BUSY even though a busy timeout is set. */
+static int set_wal(struct store *st, char **error_r)
+{
+	for (int tries = 0;; tries++) {
+		sqlite3_stmt *q;
+		if (sqlite3_prepare_v2(st->db, "PRAGMA journal_mode=WAL", -1, &q, NULL) != SQLITE_OK)
+			return index_fail(st, NULL, "journal_mode", error_r);
+		int rc = sqlite3_step(q);
+		bool wal = rc == SQLITE_ROW &&
+			   strcmp((const char *)sqlite3_column_text(q, 0), "wal") == 0;
+		sqlite3_finalize(q);
+		if (wal)
+			return 0;
+		if ((rc & 0xff) != SQLITE_BUSY && (rc & 0xff) != SQLITE_LOCKED && rc != SQLITE_ROW)
+			return index_fail(st, NULL, "journal_mode=WAL", error_r);
+		if (tries >= STORE_BUSY_TIMEOUT_MS / 10)
+			return store_error(error_r, "index %s: cannot switch to WAL mode", st->root);
+		usleep(10000);
+	}
+}
+
+static int schema_setup(struct store *st, char **error_r)
+{
+	if (index_begin(st, error_r) < 0)
+		return -1;
+	sqlite3_stmt *q;
+	if (sqlite3_prepare_v2(st->db, "PRAGMA user_version", -1, &q, NULL) != SQLITE_OK) {
+		index_fail(st, NULL, "user_version", error_r);
+		goto fail;
+	}
+	int version = sqlite3_step(q) == SQLITE_ROW ? sqlite3_column_int(q, 0) : -1;
+	sqlite3_finalize(q);
+	if (version < 0) {
+		index_fail(st, NULL, "user_version", error_r);
+		goto fail;
+	}
+	if (version > STORE_SCHEMA_VERSION) {
+		store_error(error_r, "index %s: schema version %d is newer than this program (%d)",
+			    st->root, version, STORE_SCHEMA_VERSION);
+		goto fail;
+	}
+	if (version == 0) {
+		char *sql = xasprintf("%s PRAGMA user_version = %d;", schema_v1,
+				      STORE_SCHEMA_VERSION);
+		int r = exec(st, sql, error_r);
+		free(sql);
+		if (r < 0)
+			goto fail;
+	}
+	/* Later versions migrate here: if (version < 2) { ALTER ... } */
+	return index_commit(st, error_r);
+fail:
+	index_rollback(st);
+	return -1;
+}
+
+int index_open(struct store *st, char **error_r)
+{
+	char *path = xasprintf("%s/index.sqlite", st->root);
+	int rc = sqlite3_open_v2(path, &st->db,
+				 SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX |
+					 SQLITE_OPEN_EXRESCODE,
+				 NULL);
+	if (rc != SQLITE_OK) {
+		store_error(error_r, "index %s: %s", path,
+			    st->db ? sqlite3_errmsg(st->db) : sqlite3_errstr(rc));
+		free(path);
+		return -1;
+	}
+	free(path);
+	sqlite3_busy_timeout(st->db, STORE_BUSY_TIMEOUT_MS);
+	if (set_wal(st, error_r) < 0 ||
+	    exec(st, "PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;", error_r) < 0)
+		return -1;
+
+	for (int i = 0; i <= STMT_ROLLBACK; i++) { /* the rest need the tables */
+		if (sqlite3_prepare_v3(st->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
+				       &st->stmt[i], NULL) != SQLITE_OK)
+			return index_fail(st, NULL, stmt_sql[i], error_r);
+	}
+	if (schema_setup(st, error_r) < 0)
+		return -1;
+	for (int i = STMT_ROLLBACK + 1; i < STMT_COUNT; i++) {
+		if (sqlite3_prepare_v3(st->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
+				       &st->stmt[i], NULL) != SQLITE_OK)
+			return index_fail(st, NULL, stmt_sql[i], error_r);
+	}
+	return 0;
+}
+
+void index_close(struct store *st)
+{
+	for (int i = 0; i < STMT_COUNT; i++) {
+		sqlite3_finalize(st->stmt[i]);
+		st->stmt[i] = NULL;
+	}
+	if (st->db != NULL) {
+		if (sqlite3_close(st->db) != SQLITE_OK)
+			log_warnx(NULL, "store %s: index close: %s", st->user, sqlite3_errmsg(st->db));
+		st->db = NULL;
+	}
+}
+
+sqlite3_stmt *index_stmt(struct store *st, enum store_stmt which)
+{
+	sqlite3_stmt *q = st->stmt[which];
+	sqlite3_reset(q);
+	sqlite3_clear_bindings(q);
+	return q;
+}
+
+static int step_done(struct store *st, enum store_stmt which, const char *what, char **error_r)
+{
+	sqlite3_stmt *q = index_stmt(st, which);
+	if (sqlite3_step(q) != SQLITE_DONE)
+		return index_fail(st, q, what, error_r);
+	sqlite3_reset(q);
+	return 0;
+}
+
+int index_begin(struct store *st, char **error_r)
+{
+	return step_done(st, STMT_BEGIN, "begin", error_r);
+}
+
+int index_commit(struct store *st, char **error_r)
+{
+	if (step_done(st, STMT_COMMIT, "commit", error_r) < 0) {
+		index_rollback(st);
+		return -1;
+	}
+	return 0;
+}
+
+void index_rollback(struct store *st)
+{
+	if (sqlite3_get_autocommit(st->db))
+		return; /* SQLite already rolled back */
+	sqlite3_stmt *q = index_stmt(st, STMT_ROLLBACK);
+	if (sqlite3_step(q) != SQLITE_DONE)
+		log_warnx(NULL, "store %s: index rollback: %s", st->user, sqlite3_errmsg(st->db));
+	sqlite3_reset(q);
+}
+
+static char *col_strdup(sqlite3_stmt *q, int col)
+{
+	const unsigned char *s = sqlite3_column_text(q, col);
+	return s == NULL ? NULL : xstrdup((const char *)s);
+}
+
+static void col_copy(sqlite3_stmt *q, int col, char *out, size_t size)
+{
+	const unsigned char *s = sqlite3_column_text(q, col);
+	str_copy(out, s == NULL ? "" : (const char *)s, size);
+}
+
+static void folder_row_read(sqlite3_stmt *q, struct folder_row *row)
+{
+	row->id = sqlite3_column_int64(q, 0);
+	row->name = col_strdup(q, 1);
+	row->uidvalidity = (uint32_t)sqlite3_column_int64(q, 2);
+	row->uidnext = (uint32_t)sqlite3_column_int64(q, 3);
+	row->highestmodseq = (uint64_t)sqlite3_column_int64(q, 4);
+	row->subscribed = sqlite3_column_int(q, 5) != 0;
+}
+
+int index_folder_get(struct store *st, const char *name, struct folder_row *row, char **error_r)
+{
+	memset(row, 0, sizeof(*row));
+	sqlite3_stmt *q = index_stmt(st, STMT_FOLDER_GET);
+	sqlite3_bind_text(q, 1, name, -1, SQLITE_STATIC);
+	int rc = sqlite3_step(q);
+	if (rc == SQLITE_DONE) {
+		sqlite3_reset(q);
+		return 0;
+	}
+	if (rc != SQLITE_ROW)
+		return index_fail(st, q, "folder lookup", error_r);
+	folder_row_read(q, row);
+	sqlite3_reset(q);
+	return 1;
+}
+
+int index_folder_find(struct store *st, const char *folder, struct folder_row *row,
+		      char **error_r)
+{
+	memset(row, 0, sizeof(*row));
+	char *name = folder_name_normalize(folder);
+	if (name == NULL)
+		return store_error(error_r, "invalid folder name: %s",
+				   folder == NULL ? "(null)" : log_str(folder));
+	int r = index_folder_get(st, name, row, error_r);
+	if (r == 0)
+		store_error(error_r, "no such folder: %s", log_str(name));
+	free(name);
+	return r > 0 ? 0 : -1;
+}
+
+void folder_row_free(struct folder_row *row)
+{
+	free(row->name);
+	row->name = NULL;
+}
+
+/* UIDVALIDITY: the time of creation, kept strictly increasing within the
+ * store so that a folder deleted and created again in the same second
+ * still gets a new value. */
+static int next_uidvalidity(struct store *st, uint32_t *uv_r, char **error_r)
+{
+	sqlite3_stmt *q = index_stmt(st, STMT_META_GET);
+	sqlite3_bind_text(q, 1, "uidvalidity", -1, SQLITE_STATIC);
+	int rc = sqlite3_step(q);
+	int64_t last = 0;
+	if (rc == SQLITE_ROW)
+		last = sqlite3_column_int64(q, 0);
+	else if (rc != SQLITE_DONE)
+		return index_fail(st, q, "uidvalidity", error_r);
+	sqlite3_reset(q);
+
+	int64_t uv = (int64_t)time(NULL);
+	if (uv <= last)
+		uv = last + 1;
+	if (uv > UINT32_MAX)
+		uv = 1; /* 2106: start over; clients resync on any change */
+	q = index_stmt(st, STMT_META_SET);
+	sqlite3_bind_text(q, 1, "uidvalidity", -1, SQLITE_STATIC);
+	sqlite3_bind_int64(q, 2, uv);
+	if (sqlite3_step(q) != SQLITE_DONE)
+		return index_fail(st, q, "uidvalidity", error_r);
+	sqlite3_reset(q);
+	*uv_r = (uint32_t)uv;
+	return 0;
+}
+
+int index_folder_add(struct store *st, const char *name, bool subscribed, char **error_r)
+{
+	uint32_t uv = 0;
+	if (next_uidvalidity(st, &uv, error_r) < 0)
+		return -1;
+	sqlite3_stmt *q = index_stmt(st, STMT_FOLDER_INSERT);
+	sqlite3_bind_text(q, 1, name, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(q, 2, uv);
+	sqlite3_bind_int(q, 3, subscribed);
+	if (sqlite3_step(q) != SQLITE_DONE)
+		return index_fail(st, q, "folder insert", error_r);
+	sqlite3_reset(q);
+	return 0;
+}
+
+int index_bump_uid(struct store *st, int64_t folder_id, uint32_t *uid_r, uint64_t *modseq_r,
+		   char **error_r)
+{
+	sqlite3_stmt *q = index_stmt(st, STMT_FOLDER_BUMP_UID);
+	sqlite3_bind_int64(q, 1, folder_id);
+	int rc = sqlite3_step(q);
+	if (rc == SQLITE_DONE) {
+		sqlite3_reset(q);
+		return store_error(error_r, "folder was deleted");
+	}
+	if (rc != SQLITE_ROW)
+		return index_fail(st, q, "next uid", error_r);
+	int64_t uid = sqlite3_column_int64(q, 0);
+	*modseq_r = (uint64_t)sqlite3_column_int64(q, 1);
+	sqlite3_reset(q);
+	if (uid <= 0 || uid > UINT32_MAX)
+		return store_error(error_r, "folder out of UIDs");
+	*uid_r = (uint32_t)uid;
+	return 0;
+}
+
+int index_bump_modseq(struct store *st, int64_t folder_id, uint64_t *modseq_r, char **error_r)
+{
+	sqlite3_stmt *q = index_stmt(st, STMT_FOLDER_BUMP_MODSEQ);
+	sqlite3_bind_int64(q, 1, folder_id);
+	int rc = sqlite3_step(q);
+	if (rc == SQLITE_DONE) {
+		sqlite3_reset(q);
+		return store_error(error_r, "folder was deleted");
+	}
+	if (rc != SQLITE_ROW)
+		return index_fail(st, q, "next modseq", error_r);
+	if (modseq_r != NULL)
+		*modseq_r = (uint64_t)sqlite3_column_int64(q, 0);
+	sqlite3_reset(q);
+	return 0;
+}
+
+int index_msg_get(struct store *st, int64_t folder_id, uint32_t uid, struct msg_row *row,
+		  char **error_r)
+{
+	memset(row, 0, sizeof(*row));
+	sqlite3_stmt *q = index_stmt(st, STMT_MSG_GET);
+	sqlite3_bind_int64(q, 1, folder_id);
+	sqlite3_bind_int64(q, 2, uid);
+	int rc = sqlite3_step(q);
+	if (rc == SQLITE_DONE) {
+		sqlite3_reset(q);
+		return 0;
+	}
+	if (rc != SQLITE_ROW)
+		return index_fail(st, q, "message lookup", error_r);
+	row->uid = uid;
+	row->base = col_strdup(q, 0);
+	row->in_new = sqlite3_column_int(q, 1) != 0;
+	row->flags = (unsigned)sqlite3_column_int(q, 2) & STORE_FLAGS_ALL;
+	col_copy(q, 3, row->xflags, sizeof(row->xflags));
+	row->modseq = (uint64_t)sqlite3_column_int64(q, 4);
+	row->size = (uint64_t)sqlite3_column_int64(q, 5);
+	row->vsize = (uint64_t)sqlite3_column_int64(q, 6);
+	row->internaldate = sqlite3_column_int64(q, 7);
+	row->verdict = col_strdup(q, 8);
+	row->score = sqlite3_column_double(q, 9);
+	row->learned = col_strdup(q, 10);
+	sqlite3_reset(q);
+	if (row->base == NULL) {
+		msg_row_free(row);
+		return store_error(error_r, "index %s: message %u has no file name", st->root, uid);
+	}
+	return 1;
+}
+
+void msg_row_free(struct msg_row *row)
+{
+	free(row->base);
+	free(row->verdict);
+	free(row->learned);
+	row->base = row->verdict = row->learned = NULL;
+}
+
+int index_msg_insert(struct store *st, int64_t folder_id, uint32_t uid, uint64_t modseq,
+		     const struct msg_row *m, uint32_t *uid_r, char **error_r)
+{
+	sqlite3_stmt *q = index_stmt(st, STMT_MSG_INSERT);
+	sqlite3_bind_int64(q, 1, folder_id);
+	sqlite3_bind_int64(q, 2, uid);
+	sqlite3_bind_text(q, 3, m->base, -1, SQLITE_STATIC);
+	sqlite3_bind_int(q, 4, m->in_new);
+	sqlite3_bind_int(q, 5, (int)(m->flags & STORE_FLAGS_ALL));
+	sqlite3_bind_text(q, 6, m->xflags, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(q, 7, (int64_t)modseq);
+	sqlite3_bind_int64(q, 8, (int64_t)m->size);
+	sqlite3_bind_int64(q, 9, (int64_t)m->vsize);
+	sqlite3_bind_int64(q, 10, m->internaldate);
+	if (m->verdict != NULL)
+		sqlite3_bind_text(q, 11, m->verdict, -1, SQLITE_STATIC);
+	sqlite3_bind_double(q, 12, m->score);
+	if (m->learned != NULL)
+		sqlite3_bind_text(q, 13, m->learned, -1, SQLITE_STATIC);
+	if (sqlite3_step(q) != SQLITE_ROW)
+		return index_fail(st, q, "message insert", error_r);
+	*uid_r = (uint32_t)sqlite3_column_int64(q, 0);
+	/* Step to the end so the statement is complete before the reset. */
+	int rc = sqlite3_step(q);
+	if (rc != SQLITE_DONE)
+		return index_fail(st, q, "message insert", error_r);
+	sqlite3_reset(q);
+	return 0;
+}
+
+int index_msg_set_file(struct store *st, int64_t folder_id, uint32_t uid, bool in_new,
+		       unsigned flags, const char *xflags, bool bump, uint64_t *modseq_r,
+		       char **error_r)
+{
+	uint64_t modseq = 0;
+	if (bump) {
+		if (index_bump_modseq(st, folder_id, &modseq, error_r) < 0)
+			return -1;
+	} else {
+		struct msg_row row;
+		int r = index_msg_get(st, folder_id, uid, &row, error_r);
+		if (r <= 0)
+			return r < 0 ? -1 : store_error(error_r, "no such message: %u", uid);
+		modseq = row.modseq;
+		msg_row_free(&row);
+	}
+	sqlite3_stmt *q = index_stmt(st, STMT_MSG_UPDATE_FILE);
+	sqlite3_bind_int64(q, 1, folder_id);
+	sqlite3_bind_int64(q, 2, uid);
+	sqlite3_bind_int(q, 3, in_new);
+	sqlite3_bind_int(q, 4, (int)(flags & STORE_FLAGS_ALL));
+	sqlite3_bind_text(q, 5, xflags, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(q, 6, (int64_t)modseq);
+	if (sqlite3_step(q) != SQLITE_DONE)
+		return index_fail(st, q, "message update", error_r);
+	sqlite3_reset(q);
+	if (modseq_r != NULL)
+		*modseq_r = modseq;
+	return 0;
+}
+
+int index_msg_delete(struct store *st, int64_t folder_id, uint32_t uid, char **error_r)
+{
+	sqlite3_stmt *q = index_stmt(st, STMT_MSG_DELETE);
+	sqlite3_bind_int64(q, 1, folder_id);
+	sqlite3_bind_int64(q, 2, uid);
+	if (sqlite3_step(q) != SQLITE_DONE)
+		return index_fail(st, q, "message delete", error_r);
+	sqlite3_reset(q);
+	return index_bump_modseq(st, folder_id, NULL, error_r);
+}

@@ -1,0 +1,217 @@
+/*
+ * store-private.h - internals of the store library shared by its files:
+ *
+ *   store.c    open/close, folder names (validation, on-disk encoding)
+ *   index.c    the SQLite index: schema, prepared statements, transactions
+ *   maildir.c  Maildir file names, flags, directory helpers
+ *   recover.c  the recovery scan of store_open
+ *   folder.c   folder list/create/delete/rename/subscribe
+ *   message.c  delivery, reading, flags, copy/move/expunge
+ *
+ * Locking: every change to the index, and every rename/unlink of a message
+ * file that the index knows, happens inside one BEGIN IMMEDIATE
+ * transaction (the SQLite write lock serialises stores of the same user in
+ * all threads and processes).  Only the link of a new delivery happens
+ * before the lock is taken, so that the directory fsync is not serialised.
+ */
+#ifndef STORE_PRIVATE_H
+#define STORE_PRIVATE_H
+
+#include "common/common.h"
+#include "store/store.h"
+
+#include <sqlite3.h>
+#include <sys/types.h>
+
+#define STORE_SCHEMA_VERSION 1
+#define STORE_BUSY_TIMEOUT_MS 10000
+/* Maildir: tmp/ files older than this are abandoned. */
+#define STORE_TMP_MAX_AGE (36 * 3600)
+#define STORE_FOLDER_NAME_MAX 255
+/* A directory entry on Linux file systems. */
+#define STORE_NAME_MAX 255
+/* Unknown letters of a ":2," info part kept across renames (at most the
+ * printable ASCII set). */
+#define STORE_XFLAGS_SIZE 100
+/* Prefix of a folder directory being deleted (never a valid folder). */
+#define STORE_TRASH_PREFIX "..deleted."
+
+enum store_stmt {
+	STMT_BEGIN,
+	STMT_COMMIT,
+	STMT_ROLLBACK,
+	STMT_FOLDER_GET,
+	STMT_FOLDER_ALL,
+	STMT_FOLDER_LIST,
+	STMT_FOLDER_INSERT,
+	STMT_FOLDER_COUNT,
+	STMT_FOLDER_BUMP_UID,
+	STMT_FOLDER_BUMP_MODSEQ,
+	STMT_FOLDER_SET_NAME,
+	STMT_FOLDER_DELETE,
+	STMT_FOLDER_SUBSCRIBE,
+	STMT_FOLDER_CHILDREN,
+	STMT_MSG_INSERT,
+	STMT_MSG_GET,
+	STMT_MSG_RANGE,
+	STMT_MSG_UPDATE_FILE,
+	STMT_MSG_DELETE,
+	STMT_MSG_DELETE_FOLDER,
+	STMT_MSG_SCAN,
+	STMT_META_GET,
+	STMT_META_SET,
+	STMT_COUNT
+};
+
+struct store {
+	char *root;       /* absolute DATA_DIR/mail/DOMAIN/LOCALPART */
+	char *user;       /* local@domain */
+	char *host;       /* hostname as used in Maildir names (\057, \072) */
+	sqlite3 *db;
+	sqlite3_stmt *stmt[STMT_COUNT];
+	char *fi_name;    /* store_folder_info's borrowed name */
+};
+
+/* A folder row. */
+struct folder_row {
+	int64_t id;
+	char *name;
+	uint32_t uidvalidity;
+	uint32_t uidnext;
+	uint64_t highestmodseq;
+	bool subscribed;
+};
+
+/* A message row (the columns the store code needs). */
+struct msg_row {
+	uint32_t uid;
+	char *base;        /* the unique part of the file name */
+	bool in_new;       /* in new/ (no info part) or cur/ (":2,FLAGS") */
+	unsigned flags;
+	char xflags[STORE_XFLAGS_SIZE]; /* unknown info letters, sorted */
+	uint64_t modseq;
+	uint64_t size;
+	uint64_t vsize;
+	int64_t internaldate;
+	char *verdict;
+	double score;
+	char *learned;
+};
+
+/* ---------------------------------------------------------------- store.c */
+
+/* Set *error_r (when error_r is not NULL) to a malloc'd message; returns -1. */
+int store_error(char **error_r, const char *fmt, ...) PRINTFLIKE(2, 3);
+/* The normalised name (INBOX prefix upper-cased), malloc'd, or NULL when
+ * not a valid folder name. */
+char *folder_name_normalize(const char *name);
+/* The Maildir++ directory name of a normalised folder (".Work.2026"),
+ * malloc'd; NULL for INBOX. */
+char *folder_name_encode(const char *name);
+/* The folder name of a directory entry (".Work.2026"), malloc'd, or NULL
+ * when it is not the canonical encoding of a valid folder name. */
+char *folder_name_decode(const char *dirname);
+/* Absolute path of the maildir of a normalised folder, malloc'd. */
+char *folder_dir(const struct store *st, const char *name);
+/* Create a maildir (dir, cur/, new/, tmp/, plus "maildirfolder" when
+ * subfolder); fsyncs what it created.  0 or -1 with *error_r. */
+int maildir_make(const char *dir, bool subfolder, char **error_r);
+
+/* ---------------------------------------------------------------- index.c */
+
+int index_open(struct store *st, char **error_r);
+void index_close(struct store *st);
+/* The prepared statement, reset and with its bindings cleared. */
+sqlite3_stmt *index_stmt(struct store *st, enum store_stmt which);
+/* Error "index: WHAT: sqlite message"; resets q when not NULL; -1. */
+int index_fail(struct store *st, sqlite3_stmt *q, const char *what, char **error_r);
+int index_begin(struct store *st, char **error_r);
+int index_commit(struct store *st, char **error_r);
+void index_rollback(struct store *st);
+/* 1 found (row filled, free with folder_row_free), 0 not found, -1 error. */
+int index_folder_get(struct store *st, const char *name, struct folder_row *row, char **error_r);
+/* Like index_folder_get but a missing or invalid folder is an error;
+ * folder is the caller's (unnormalised) name.  0 or -1. */
+int index_folder_find(struct store *st, const char *folder, struct folder_row *row,
+		      char **error_r);
+void folder_row_free(struct folder_row *row);
+/* Insert a folder row with a fresh UIDVALIDITY (inside a transaction).
+ * 0 or -1. */
+int index_folder_add(struct store *st, const char *name, bool subscribed, char **error_r);
+/* Inside a transaction: take the next UID and MODSEQ of a folder.
+ * 0, or -1 (also when the folder row is gone). */
+int index_bump_uid(struct store *st, int64_t folder_id, uint32_t *uid_r, uint64_t *modseq_r,
+		   char **error_r);
+int index_bump_modseq(struct store *st, int64_t folder_id, uint64_t *modseq_r, char **error_r);
+/* 1 found (row filled, free with msg_row_free), 0 not found, -1 error. */
+int index_msg_get(struct store *st, int64_t folder_id, uint32_t uid, struct msg_row *row,
+		  char **error_r);
+void msg_row_free(struct msg_row *row);
+/* Insert a message (uid from index_bump_uid); the UID of the row, which is
+ * an existing row's when (folder, base) was already there.  0 or -1. */
+int index_msg_insert(struct store *st, int64_t folder_id, uint32_t uid, uint64_t modseq,
+		     const struct msg_row *m, uint32_t *uid_r, char **error_r);
+/* Record where the file is now and its flags, with a new MODSEQ when
+ * bump (inside a transaction).  0 or -1. */
+int index_msg_set_file(struct store *st, int64_t folder_id, uint32_t uid, bool in_new,
+		       unsigned flags, const char *xflags, bool bump, uint64_t *modseq_r,
+		       char **error_r);
+/* Delete a message row and bump the folder's HIGHESTMODSEQ.  0 or -1. */
+int index_msg_delete(struct store *st, int64_t folder_id, uint32_t uid, char **error_r);
+
+/* -------------------------------------------------------------- maildir.c */
+
+/* A parsed directory entry of new/ or cur/. */
+struct maildir_name {
+	char *base;        /* malloc'd */
+	bool has_info;     /* ":2," present */
+	unsigned flags;
+	char xflags[STORE_XFLAGS_SIZE];
+};
+
+/* Parse a file name; 1 ok (free name->base), 0 not a Maildir message
+ * name (dotfile, empty base, an info part other than ":2,"). */
+int maildir_name_parse(const char *fname, struct maildir_name *name);
+/* Parse the letters after ":2,"; unknown ones go, sorted, to xflags. */
+unsigned maildir_info_parse(const char *info, char xflags[STORE_XFLAGS_SIZE]);
+/* The file name for a message: base, or base:2,LETTERS (sorted ASCII)
+ * when !in_new.  malloc'd. */
+char *maildir_file_name(const char *base, bool in_new, unsigned flags, const char *xflags);
+/* Absolute path of a message file, malloc'd. */
+char *maildir_msg_path(const char *folder_dir, const char *base, bool in_new, unsigned flags,
+		       const char *xflags);
+/* A new unique name "<secs>.M<usecs>P<pid>Q<counter>R<hex>.<host>". */
+char *maildir_unique(const struct store *st);
+/* The Maildir form of this host's name, malloc'd. */
+char *maildir_hostname(void);
+/* The vsize from ",W=" in a base name; false when absent. */
+bool maildir_base_vsize(const char *base, uint64_t *vsize_r);
+/* Count LF bytes of the file at dirfd/name; -1 on error (errno). */
+int maildir_count_lf(int dirfd, const char *name, uint64_t *lines_r);
+/* Look for a message with this base in new/ then cur/ of folder_dir:
+ * 1 found (*fname_r malloc'd, *in_new_r), 0 not found, -1 error. */
+int maildir_find(const char *folder_dir, const char *base, char **fname_r, bool *in_new_r);
+/* Link src into dirfd/name (dir: its path, for errors).  When a hard link
+ * is impossible (another file system, link count limit) the file is copied
+ * instead, through tmp/ of st, and fsynced.  EEXIST counts as done when
+ * the existing file is src itself (same inode).  0 or -1. */
+int maildir_link(const struct store *st, const char *src, int dirfd, const char *dir,
+		 const char *name, char **error_r);
+/* Remove a directory tree without following symlinks (depth-limited). */
+int maildir_rm_rf(int parentfd, const char *name);
+/* Remove stale files of a tmp/ directory. */
+void maildir_clean_tmp(const struct store *st, const char *tmpdir);
+
+/* -------------------------------------------------------------- recover.c */
+
+/* The recovery scan of store_open: folders on disk, files the index lacks,
+ * rows whose file is gone, stale tmp/ files.  0 or -1. */
+int store_recover(struct store *st, char **error_r);
+
+/* --------------------------------------------------------------- folder.c */
+
+/* Inside a transaction: create the directory and row of folder name and
+ * of its missing parents.  0 or -1. */
+int folder_create_with_parents(struct store *st, const char *name, char **error_r);
+
+#endif

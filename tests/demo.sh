@@ -1,0 +1,64 @@
+#!/bin/sh
+# make run: create (once) a demo configuration, TLS certificate, user and
+# data directory under var/, then run the gateway in the foreground.
+set -e
+top=$(pwd)
+var="$top/var"
+conf="$var/gateway.conf"
+mkdir -p "$var/tls"
+chmod 700 "$var"
+if [ ! -f "$var/tls/cert.pem" ]; then
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 3650 \
+		-subj /CN=mx.example.test \
+		-addext subjectAltName=DNS:mx.example.test,DNS:localhost,IP:127.0.0.1 \
+		-keyout "$var/tls/key.pem" -out "$var/tls/cert.pem" 2>/dev/null
+	chmod 600 "$var/tls/key.pem"
+	echo "make run: created a self-signed certificate in var/tls/"
+fi
+if [ ! -f "$conf" ]; then
+	cat > "$conf" <<CONF
+# Demo configuration made by 'make run'.  Reference: README.md.
+hostname          = mx.example.test
+local_domains     = example.test
+data_dir          = $var
+users_file        = $var/users
+tls_cert_file     = $var/tls/cert.pem
+tls_key_file      = $var/tls/key.pem
+smtp_listen       = 127.0.0.1:2525
+smtps_listen      = 127.0.0.1:2465
+max_message_size  = 26214400
+CONF
+	echo "make run: wrote $conf"
+fi
+if [ ! -f "$var/demo-password" ]; then
+	pw=$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')
+	printf '%s\n' "$pw" | "$top/bin/mailctl" -c "$conf" user add demo@example.test
+	(umask 077; printf '%s\n' "$pw" > "$var/demo-password")
+fi
+pw=$(cat "$var/demo-password")
+cat <<TXT
+
+  Demo gateway for example.test
+  -----------------------------
+  user:      demo@example.test
+  password:  $pw        (also in var/demo-password)
+  config:    var/gateway.conf
+
+  Send a test mail (plain, STARTTLS, implicit TLS):
+    swaks --server 127.0.0.1:2525 --from you@sender.test --to demo@example.test
+    swaks --server 127.0.0.1:2525 --tls --from you@sender.test --to demo@example.test
+    swaks --server 127.0.0.1:2465 --tlsc --from you@sender.test --to demo@example.test
+  or with Python:
+    /usr/bin/python3 -c 'import smtplib; smtplib.SMTP("127.0.0.1", 2525).sendmail("you@sender.test", ["demo@example.test"], "Subject: hi\r\n\r\nhello\r\n")'
+
+  Read it: the Maildir is var/mail/example.test/demo/
+    ls var/mail/example.test/demo/new/ && cat var/mail/example.test/demo/new/*
+    mutt -f var/mail/example.test/demo/
+  (IMAP and POP3 come with imapd, which is not built yet.)
+
+  Add users:  printf 'secret\n' | bin/mailctl -c var/gateway.conf user add bob@example.test
+  Stop:       Ctrl-C.   Reload config: kill -HUP <pid>.
+
+TXT
+"$top/bin/imapd" 2>/dev/null || echo "  (imapd: not built yet; filterd runs alone)"
+exec "$top/bin/filterd" -c "$conf"
