@@ -195,7 +195,7 @@ static bool host_valid(const char *s)
 		if (++label > 63)
 			return false;
 	}
-	return s[n - 1] != '-';
+	return s[n - 1] != '-' && s[n - 1] != '.';
 }
 
 static int parse_int(const char *v, int64_t *out)

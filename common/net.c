@@ -405,8 +405,10 @@ const char *conn_tls_cipher(const struct conn *c)
 enum line_status linereader_next(struct linereader *lr, const char *in, size_t inlen,
 				 struct slice *line, bool *crlf_r, size_t *consumed)
 {
-	const char *nl = memchr(in, '\n', inlen);
 	*consumed = 0;
+	if (inlen == 0)
+		return LINE_MORE;
+	const char *nl = memchr(in, '\n', inlen);
 	if (lr->discarding) {
 		/* The rest of an over-long line, already reported. */
 		if (nl == NULL) {
