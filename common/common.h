@@ -167,6 +167,7 @@ struct config {
 	char *syslog_facility;      /* "" = stderr only */
 	char *log_level;
 	char *password_scheme;      /* for mailctl user add|passwd */
+	char *postmaster_address;   /* where postmaster@<local domain> goes */
 	int64_t max_message_size;
 	int64_t max_recipients;
 	int64_t max_connections;

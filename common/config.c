@@ -56,6 +56,9 @@ static const struct ckey ckeys[] = {
 	{ "log_level", CT_LOGLEVEL, OFF(log_level), "info", 0, 0, "debug, info, warn or error" },
 	{ "password_scheme", CT_SCHEME, OFF(password_scheme), "SHA512-CRYPT", 0, 0,
 	  "hash for new passwords: SHA512-CRYPT, SHA256-CRYPT, BLF-CRYPT or CRYPT (yescrypt)" },
+	{ "postmaster_address", CT_STR, OFF(postmaster_address), "", 0, 0,
+	  "user that receives mail for postmaster@ every local domain (RFC 5321 4.5.1); "
+	  "default: postmaster@ the first local domain" },
 	{ "max_message_size", CT_SIZE, OFF(max_message_size), "26214400", 1024, INT64_C(1) << 40,
 	  "bytes; larger: 552 5.3.4 (advertised in EHLO SIZE)" },
 	{ "max_recipients", CT_INT, OFF(max_recipients), "100", 1, 100000,
@@ -447,6 +450,18 @@ int config_parser_finish(struct config_parser **pp, struct config **cfg_r, char 
 				     p->filename);
 		goto out;
 	}
+	if (*c->postmaster_address == '\0') {
+		free(c->postmaster_address);
+		c->postmaster_address = xasprintf("postmaster@%s", c->local_domains.v[0]);
+	}
+	char pm[320];
+	if (!user_address_normalize(c->postmaster_address, pm, sizeof(pm))) {
+		*error_r = xasprintf("%s: postmaster_address: not a valid address: %s", p->filename,
+				     log_str(c->postmaster_address));
+		goto out;
+	}
+	free(c->postmaster_address);
+	c->postmaster_address = xstrdup(pm);
 	if ((*c->tls_cert_file == '\0') != (*c->tls_key_file == '\0')) {
 		*error_r = xasprintf("%s: tls_cert_file and tls_key_file must be set together",
 				     p->filename);

@@ -27,6 +27,7 @@ static const struct {
 	{ "local6", LOG_LOCAL6 }, { "local7", LOG_LOCAL7 },
 };
 
+/* Call before other threads start: it is not safe against concurrent logging. */
 int log_open(const char *progname, enum log_level level, const char *syslog_facility)
 {
 	str_copy(log_progname, progname, sizeof(log_progname));
@@ -47,9 +48,10 @@ int log_open(const char *progname, enum log_level level, const char *syslog_faci
 	return -1;
 }
 
+/* Safe while other threads log (SIGHUP). */
 void log_set_level(enum log_level level)
 {
-	log_min = level;
+	__atomic_store_n(&log_min, level, __ATOMIC_RELAXED);
 }
 
 int log_level_parse(const char *name, enum log_level *level_r)
@@ -125,7 +127,7 @@ static void log_emit(enum log_level level, const char *id, int errnum, const cha
 	char msg[LOG_LINE_MAX];
 	char line[LOG_LINE_MAX + 128];
 
-	if (level < log_min)
+	if (level < __atomic_load_n(&log_min, __ATOMIC_RELAXED))
 		return;
 	int n = vsnprintf(msg, sizeof(msg), fmt, ap);
 	if (n < 0)

@@ -67,7 +67,7 @@ struct store *storepool_get(struct storepool *p, const char *addr, char **error_
 	}
 	pthread_mutex_unlock(&p->lock);
 	struct store *st = NULL;
-	if (store_open(p->data_dir, addr, &st, error_r) < 0)
+	if (store_open_flags(p->data_dir, addr, STORE_OPEN_RECOVER_ONCE, &st, error_r) < 0)
 		return NULL;
 	return st;
 }

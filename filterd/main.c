@@ -191,9 +191,11 @@ static void reload(struct server *srv, const char *path)
 		log_warnx(NULL, "reload: listen addresses changed; they take effect on restart");
 	if (strcmp(old->data_dir, sc->cfg->data_dir) != 0)
 		log_warnx(NULL, "reload: data_dir changed; it takes effect on restart");
+	if (strcmp(old->syslog_facility, sc->cfg->syslog_facility) != 0)
+		log_warnx(NULL, "reload: syslog_facility changed; it takes effect on restart");
 	enum log_level lvl = LOG_LVL_INFO;
 	log_level_parse(sc->cfg->log_level, &lvl);
-	log_open("filterd", lvl, sc->cfg->syslog_facility);
+	log_set_level(lvl);
 	connlimit_set(srv->limits, sc->cfg->max_connections, sc->cfg->max_connections_per_ip);
 	pthread_mutex_lock(&srv_lock);
 	struct server_cfg *prev = srv->current;
@@ -220,7 +222,8 @@ static int drop_privileges(const char *user)
 	return 0;
 }
 
-static void shutdown_sessions(struct server *srv, int64_t timeout_ms)
+/* Returns the number of sessions still running at the deadline. */
+static int shutdown_sessions(struct server *srv, int64_t timeout_ms)
 {
 	int64_t deadline = clock_mono_ms() + timeout_ms;
 	pthread_mutex_lock(&srv_lock);
@@ -250,6 +253,7 @@ static void shutdown_sessions(struct server *srv, int64_t timeout_ms)
 	pthread_mutex_unlock(&srv_lock);
 	if (left)
 		log_warnx(NULL, "stopping with %d sessions still running", left);
+	return left;
 }
 
 static void usage(void)
@@ -285,6 +289,7 @@ int main(int argc, char **argv)
 		log_fatalx(NULL, "%s", err);
 	if (test_only) {
 		printf("filterd: %s: configuration ok\n", path);
+		server_cfg_put(NULL, sc);
 		return 0;
 	}
 	struct config *cfg = sc->cfg;
@@ -370,7 +375,18 @@ int main(int argc, char **argv)
 	log_info(NULL, "stopping");
 	for (size_t i = 0; i < nl; i++)
 		close(ls[i].fd);
-	shutdown_sessions(&srv, srv.current->cfg->shutdown_timeout_ms);
+	if (shutdown_sessions(&srv, srv.current->cfg->shutdown_timeout_ms) == 0) {
+		/* No session left: release everything (closes the SQLite
+		 * handles cleanly; keeps leak checkers quiet). */
+		storepool_free(&srv.stores);
+		connlimit_free(&srv.limits);
+		server_cfg_put(&srv, srv.current);
+		for (size_t i = 0; i < nl; i++)
+			free(ls[i].addr);
+		free(ls);
+		free(pfd);
+		free(srv.spool_dir);
+	}
 	log_info(NULL, "stopped");
 	return 0;
 }

@@ -374,6 +374,14 @@ static void cmd_rcpt(struct session *s, struct slice args)
 	int found = 0;
 	if (user_address_normalize(addr, norm, sizeof(norm)))
 		found = userdb_exists(s->sc->users, norm);
+	if (found == 0 && str_iprefix(addr, "postmaster@")) {
+		/* RFC 5321 section 4.5.1: postmaster must be accepted. */
+		str_copy(norm, s->cfg->postmaster_address, sizeof(norm));
+		found = userdb_exists(s->sc->users, norm);
+		if (found == 0)
+			log_warnx(s->qid, "postmaster_address %s is not a user: mail to %s refused",
+				  norm, log_str(addr));
+	}
 	if (found < 0) {
 		reject_rcpt(s, addr, "451 4.3.0 <%s>: Temporary lookup failure", log_str(addr));
 		return;

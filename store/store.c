@@ -10,6 +10,8 @@
  */
 #include "store/store-private.h"
 
+#include <pthread.h>
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -354,7 +356,38 @@ static int make_root(const char *data_dir, const char *addr, char **root_r, char
 	return 0;
 }
 
+/* Roots this process has already recovered (STORE_OPEN_RECOVER_ONCE). */
+static pthread_mutex_t recovered_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct strlist recovered;
+
+static bool recovered_before(const char *root)
+{
+	pthread_mutex_lock(&recovered_lock);
+	bool found = false;
+	for (size_t i = 0; i < recovered.n && !found; i++)
+		found = strcmp(recovered.v[i], root) == 0;
+	pthread_mutex_unlock(&recovered_lock);
+	return found;
+}
+
+static void recovered_add(const char *root)
+{
+	pthread_mutex_lock(&recovered_lock);
+	bool found = false;
+	for (size_t i = 0; i < recovered.n && !found; i++)
+		found = strcmp(recovered.v[i], root) == 0;
+	if (!found)
+		strlist_add(&recovered, root);
+	pthread_mutex_unlock(&recovered_lock);
+}
+
 int store_open(const char *data_dir, const char *addr, struct store **st_r, char **error_r)
+{
+	return store_open_flags(data_dir, addr, 0, st_r, error_r);
+}
+
+int store_open_flags(const char *data_dir, const char *addr, unsigned flags, struct store **st_r,
+		     char **error_r)
 {
 	*st_r = NULL;
 	if (data_dir == NULL || data_dir[0] == '\0')
@@ -379,8 +412,12 @@ int store_open(const char *data_dir, const char *addr, struct store **st_r, char
 	}
 	if (index_open(st, error_r) < 0)
 		goto fail;
-	if (store_recover(st, error_r) < 0)
-		goto fail;
+	if (!(flags & STORE_OPEN_RECOVER_ONCE) || !recovered_before(st->root)) {
+		if (store_recover(st, error_r) < 0)
+			goto fail;
+		if (flags & STORE_OPEN_RECOVER_ONCE)
+			recovered_add(st->root);
+	}
 	*st_r = st;
 	return 0;
 fail:

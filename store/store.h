@@ -75,6 +75,14 @@ struct store_meta {
  * address (user_address_valid()).  Creates the special folders, opens the
  * index, adds files the index lacks, cleans tmp/. */
 int store_open(const char *data_dir, const char *addr, struct store **st_r, char **error_r);
+/* store_open with flags: STORE_OPEN_RECOVER_ONCE skips the recovery scan
+ * when this process has already recovered this store (a delivery agent
+ * that opens the same mailbox many times: the scan of a large mailbox
+ * costs milliseconds and holds the index's write lock).  A crash leaves
+ * its orphans to the next process's first open. */
+#define STORE_OPEN_RECOVER_ONCE 1u
+int store_open_flags(const char *data_dir, const char *addr, unsigned flags, struct store **st_r,
+		     char **error_r);
 void store_close(struct store **st);
 const char *store_root(const struct store *st);
 const char *store_user(const struct store *st);

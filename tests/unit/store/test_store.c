@@ -1333,6 +1333,35 @@ struct worker {
 	char err[256];
 };
 
+/* STORE_OPEN_RECOVER_ONCE: the first open in a process scans, later ones
+ * do not; a plain store_open always does. */
+static void test_recover_once(void **state)
+{
+	struct fixture *fx = *state;
+	struct store *st = NULL;
+	char *err = NULL;
+	assert_int_equal(store_open_flags(fx->dir, USER, STORE_OPEN_RECOVER_ONCE, &st, &err), 0);
+	assert_int_equal(append_ok(st, "INBOX", "Subject: a\n\n", NULL), 1);
+	store_close(&st);
+
+	char *p1 = xasprintf("%s/new/1700000000.M1P1Q1R00000001.otherhost,S=5,W=6", fx->root);
+	write_file(p1, "x\n\nx\n");
+	assert_int_equal(store_open_flags(fx->dir, USER, STORE_OPEN_RECOVER_ONCE, &st, &err), 0);
+	struct msgs ms;
+	msgs_load(st, "INBOX", &ms);
+	assert_int_equal(ms.n, 1); /* not rescanned */
+	msgs_free(&ms);
+	store_close(&st);
+
+	st = open_ok(fx, USER);
+	msgs_load(st, "INBOX", &ms);
+	assert_int_equal(ms.n, 2);
+	assert_int_equal(ms.m[1].uid, 2);
+	msgs_free(&ms);
+	store_close(&st);
+	free(p1);
+}
+
 static void *worker_run(void *arg)
 {
 	struct worker *w = arg;
@@ -1432,6 +1461,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_recover_tmp, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_recover_folders, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_concurrent_delivery, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_recover_once, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
