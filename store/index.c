@@ -114,23 +114,6 @@ static int exec(struct store *st, const char *sql, char **error_r)
 	return 0;
 }
 
-/* SQLite's own busy timeout sleeps 1, 2, 5 ... 100 ms between tries: under
- * many concurrent deliveries to one mailbox that turns a sub-millisecond
- * wait for the write lock into p99 latencies of hundreds of ms.  Poll
- * briefly instead, backing off only to 2 ms, for the same total budget. */
-static int busy_handler(void *arg, int count)
-{
-	(void)arg;
-	/* about 100 us for the first 50 tries, then 2 ms each */
-	long us = count < 50 ? 100 : 2000;
-	long spent_ms = count < 50 ? count / 10 : 5 + (count - 50) * 2;
-	if (spent_ms >= STORE_BUSY_TIMEOUT_MS)
-		return 0;
-	struct timespec ts = { 0, us * 1000 };
-	nanosleep(&ts, NULL);
-	return 1;
-}
-
 /* Switching a fresh database to WAL needs an exclusive lock; another store
  * opening the same new database at the same moment can make it fail with
  * SQLITE_BUSY even though a busy timeout is set. */
@@ -203,7 +186,7 @@ int index_open(struct store *st, char **error_r)
 		return -1;
 	}
 	free(path);
-	sqlite3_busy_handler(st->db, busy_handler, NULL);
+	sqlite3_busy_timeout(st->db, STORE_BUSY_TIMEOUT_MS);
 	if (set_wal(st, error_r) < 0 ||
 	    exec(st, "PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;", error_r) < 0)
 		return -1;
