@@ -34,6 +34,8 @@
  * ends, no line starting with a dot; the whole message is exactly BYTES
  * octets (at least a few hundred: the headers).
  */
+#include "common/common.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -117,21 +119,6 @@ struct conn {
 	char line[1024]; /* the last reply line read, without CRLF */
 };
 
-static int write_all(int fd, const char *p, size_t len)
-{
-	while (len > 0) {
-		ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 /* One line into c->line; 0 or -1 (error or EOF). */
 static int read_line(struct conn *c)
 {
@@ -197,7 +184,7 @@ static void conn_close(struct conn *c, bool quit)
 {
 	if (c->fd < 0)
 		return;
-	if (quit && write_all(c->fd, "QUIT\r\n", 6) == 0)
+	if (quit && write_full(c->fd, "QUIT\r\n", 6) == 0)
 		(void)read_reply(c);
 	close(c->fd);
 	c->fd = -1;
@@ -217,7 +204,7 @@ static int session_start(struct conn *c)
 		return -1;
 	}
 	static const char ehlo[] = "EHLO client.bench.example.org\r\n";
-	if (write_all(c->fd, ehlo, sizeof(ehlo) - 1) < 0 || (code = read_reply(c)) != 250) {
+	if (write_full(c->fd, ehlo, sizeof(ehlo) - 1) < 0 || (code = read_reply(c)) != 250) {
 		note_error("EHLO: %s", code < 0 ? "connection lost" : c->line);
 		conn_close(c, false);
 		return -1;
@@ -347,7 +334,7 @@ static int send_one(struct conn *c, const char *msg, size_t msglen, double *lat_
 	double t0 = now_ms();
 	if (opt.pipeline) {
 		n += snprintf(cmd + n, sizeof(cmd) - (size_t)n, "RCPT TO:<%s>\r\nDATA\r\n", opt.rcpt);
-		if (write_all(c->fd, cmd, (size_t)n) < 0)
+		if (write_full(c->fd, cmd, (size_t)n) < 0)
 			goto lost;
 		int mail = read_reply(c);
 		if (mail < 0)
@@ -372,27 +359,27 @@ static int send_one(struct conn *c, const char *msg, size_t msglen, double *lat_
 			return -1;
 		}
 	} else {
-		if (write_all(c->fd, cmd, (size_t)n) < 0 || (code = read_reply(c)) < 0)
+		if (write_full(c->fd, cmd, (size_t)n) < 0 || (code = read_reply(c)) < 0)
 			goto lost;
 		if (code != 250) {
 			note_error("MAIL: %s", c->line);
 			goto refused;
 		}
 		n = snprintf(cmd, sizeof(cmd), "RCPT TO:<%s>\r\n", opt.rcpt);
-		if (write_all(c->fd, cmd, (size_t)n) < 0 || (code = read_reply(c)) < 0)
+		if (write_full(c->fd, cmd, (size_t)n) < 0 || (code = read_reply(c)) < 0)
 			goto lost;
 		if (code != 250) {
 			note_error("RCPT: %s", c->line);
 			goto refused;
 		}
-		if (write_all(c->fd, "DATA\r\n", 6) < 0 || (code = read_reply(c)) < 0)
+		if (write_full(c->fd, "DATA\r\n", 6) < 0 || (code = read_reply(c)) < 0)
 			goto lost;
 		if (code != 354) {
 			note_error("DATA: %s", c->line);
 			goto refused;
 		}
 	}
-	if (write_all(c->fd, msg, msglen) < 0 || (code = read_reply(c)) < 0)
+	if (write_full(c->fd, msg, msglen) < 0 || (code = read_reply(c)) < 0)
 		goto lost;
 	double t1 = now_ms();
 	static const char queued[] = "250 2.0.0 Ok: queued as ";
@@ -403,7 +390,7 @@ static int send_one(struct conn *c, const char *msg, size_t msglen, double *lat_
 	note_error("end of DATA: %s", c->line);
 	return 0;
 refused:
-	if (write_all(c->fd, "RSET\r\n", 6) < 0 || read_reply(c) < 0)
+	if (write_full(c->fd, "RSET\r\n", 6) < 0 || read_reply(c) < 0)
 		return -1;
 	return 0;
 lost:
