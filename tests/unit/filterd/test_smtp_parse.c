@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "filterd/filterd.h"
@@ -129,6 +130,29 @@ static void test_line_too_long(void **state)
 	buf_free(&b);
 }
 
+/* The path of "MAIL <args>" (or RCPT), the line fed one byte at a time
+ * through the line reader first: the same result as parsing args whole. */
+static int path_bytewise(const char *args, const char *kw, struct smtp_path *p,
+			 char *params_out, size_t params_size, const char **err)
+{
+	char *wire = xasprintf("%s %s\r\n", strcmp(kw, "FROM") == 0 ? "MAIL" : "RCPT", args);
+	char line[SMTP_LINE_MAX + 1];
+	bool crlf;
+	size_t n = line_bytewise(wire, line, sizeof(line), &crlf);
+	free(wire);
+	assert_int_not_equal(n, (size_t)-1);
+	struct slice a, params;
+	enum smtp_cmd cmd = smtp_cmd_parse(slice_make(line, n), &a);
+	assert_int_equal(cmd, strcmp(kw, "FROM") == 0 ? CMD_MAIL : CMD_RCPT);
+	int r = smtp_path_parse(a, kw, p, &params, err);
+	if (r == 0) {
+		assert_true(params.len < params_size);
+		memcpy(params_out, params.p, params.len);
+		params_out[params.len] = '\0';
+	}
+	return r;
+}
+
 static void test_paths_valid(void **state)
 {
 	(void)state;
@@ -167,6 +191,14 @@ static void test_paths_valid(void **state)
 		assert_int_equal(p.null, cases[i].null);
 		assert_int_equal(p.utf8, cases[i].utf8);
 		assert_int_equal(p.no_domain, cases[i].nodomain);
+
+		struct smtp_path p2;
+		char params2[SMTP_LINE_MAX];
+		assert_int_equal(path_bytewise(cases[i].args, cases[i].kw, &p2, params2,
+					       sizeof(params2), &err), 0);
+		assert_string_equal(p2.addr, p.addr);
+		assert_string_equal(params2, cases[i].params);
+		assert_int_equal(p2.utf8, p.utf8);
 	}
 }
 
@@ -208,6 +240,9 @@ static void test_paths_invalid(void **state)
 		if (r == 0)
 			fail_msg("case %zu (%s) parsed as <%s>", i, cases[i], p.addr);
 		assert_non_null(err);
+		char params2[SMTP_LINE_MAX];
+		assert_int_equal(path_bytewise(cases[i], "FROM", &p, params2, sizeof(params2), &err),
+				 -1);
 	}
 	/* A path longer than RFC 5321's 256 octets. */
 	char long_path[400];
