@@ -173,6 +173,7 @@ struct config {
 	int64_t max_connections;
 	int64_t max_connections_per_ip;
 	int64_t max_bad_commands;
+	int64_t max_commands;       /* per session */
 	int64_t max_line_length;    /* DATA text lines, octets incl. CRLF */
 	int64_t smtp_timeout_ms;    /* waiting for a command (and TLS handshake) */
 	int64_t smtp_data_timeout_ms; /* waiting for DATA/BDAT bytes */

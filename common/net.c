@@ -117,6 +117,7 @@ void net_addr_str(const struct sockaddr *sa, char *buf, size_t size)
 /* ------------------------------------------------------------ connections */
 
 #define CONN_READ_CHUNK 16384
+#define CONN_WBUF_MAX (1024 * 1024) /* replies pending a flush; past it the connection fails */
 
 struct conn {
 	int fd;
@@ -140,7 +141,7 @@ struct conn *conn_new(int fd, const struct sockaddr *peer, size_t rbuf_max)
 	else
 		str_copy(c->ip, "unknown", sizeof(c->ip));
 	buf_init(&c->rbuf, rbuf_max);
-	buf_init(&c->wbuf, SIZE_MAX / 2);
+	buf_init(&c->wbuf, CONN_WBUF_MAX);
 	return c;
 }
 
@@ -325,7 +326,10 @@ enum conn_status conn_flush(struct conn *c, int timeout_ms)
 			break;
 		}
 	}
-	buf_reset(&c->wbuf);
+	if (c->wbuf.cap > 64 * 1024)
+		buf_free(&c->wbuf); /* do not keep a burst's buffer for the session's life */
+	else
+		buf_reset(&c->wbuf);
 	if (st != CONN_OK)
 		c->werror = true;
 	return st;

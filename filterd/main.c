@@ -107,8 +107,9 @@ static void *session_thread(void *arg)
 	return NULL;
 }
 
-static void accept_one(struct server *srv, struct listener *l, const struct config *cfg)
+static void accept_one(struct server *srv, struct listener *l, struct server_cfg *sc)
 {
+	const struct config *cfg = sc->cfg;
 	struct sockaddr_storage peer;
 	socklen_t plen = sizeof(peer);
 	int fd = accept4(l->fd, (struct sockaddr *)&peer, &plen, SOCK_CLOEXEC | SOCK_NONBLOCK);
@@ -121,6 +122,13 @@ static void accept_one(struct server *srv, struct listener *l, const struct conf
 	}
 	char ip[64];
 	net_addr_str((struct sockaddr *)&peer, ip, sizeof(ip));
+	if (l->implicit_tls && sc->tls == NULL) {
+		/* TLS was turned off by a reload; the port stays bound until restart. */
+		static const char msg[] = "421 4.3.2 Service not available on this port\r\n";
+		(void)!send(fd, msg, sizeof(msg) - 1, MSG_NOSIGNAL);
+		close(fd);
+		return;
+	}
 	int lim = connlimit_acquire(srv->limits, ip);
 	if (lim < 0) {
 		/* Best effort, never blocks: the socket is non-blocking. */
@@ -305,8 +313,6 @@ int main(int argc, char **argv)
 	srv.cond = &srv_cond;
 	srv.limits = connlimit_new(cfg->max_connections, cfg->max_connections_per_ip);
 	srv.spool_dir = xasprintf("%s/spool", cfg->data_dir);
-	if (mkdir_p(srv.spool_dir, 0700) < 0 || mkdir_p(cfg->data_dir, 0700) < 0)
-		log_fatal(NULL, "cannot create %s", srv.spool_dir);
 
 	size_t nl = cfg->smtp_listen.n + cfg->smtps_listen.n;
 	if (nl == 0)
@@ -322,6 +328,11 @@ int main(int argc, char **argv)
 	}
 	if (drop_privileges(cfg->run_user) < 0)
 		return 1;
+	/* Made, and checked, as the user that will write there. */
+	if (mkdir_p(srv.spool_dir, 0700) < 0)
+		log_fatal(NULL, "cannot create %s", srv.spool_dir);
+	if (access(srv.spool_dir, R_OK | W_OK | X_OK) < 0 || access(cfg->data_dir, W_OK | X_OK) < 0)
+		log_fatal(NULL, "%s or %s is not writable", cfg->data_dir, srv.spool_dir);
 	srv.stores = storepool_new(cfg->data_dir, 256);
 
 	if (pipe2(sig_pipe, O_CLOEXEC | O_NONBLOCK) < 0)
@@ -366,9 +377,7 @@ int main(int argc, char **argv)
 		for (size_t i = 0; i < nl; i++) {
 			if (!(pfd[i].revents & POLLIN))
 				continue;
-			if (ls[i].implicit_tls && cur->tls == NULL)
-				continue;
-			accept_one(&srv, &ls[i], cur->cfg);
+			accept_one(&srv, &ls[i], cur);
 		}
 		server_cfg_put(&srv, cur);
 	}

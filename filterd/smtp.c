@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #define RBUF_MAX (64 * 1024)
+#define DATA_OVERRUN_MAX (1024 * 1024) /* read past max_message_size before closing */
 #define JUNK_COMMANDS_FREE 100 /* NOOP, RSET, VRFY, HELP beyond this count as errors */
 
 struct session {
@@ -59,7 +60,7 @@ static void reply(struct session *s, const char *fmt, ...)
 		n = sizeof(line) - 1;
 	conn_write(s->conn, line, (size_t)n);
 	conn_write(s->conn, "\r\n", 2);
-	if (line[0] == '5')
+	if ((line[0] == '5' || line[0] == '4') && strncmp(line, "421", 3) != 0)
 		s->errors++;
 	log_debug(s->sid, "> %s", log_str(line));
 }
@@ -85,7 +86,7 @@ static void sanitize_helo(const char *in, size_t len, char *out, size_t size)
 	for (size_t i = 0; i < len && o + 1 < size; i++) {
 		char c = in[i];
 		bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-			  strchr(".-_:[]", c) != NULL;
+			  (c != '\0' && strchr(".-_:[]", c) != NULL);
 		out[o++] = ok ? c : '?';
 	}
 	out[o] = '\0';
@@ -437,6 +438,18 @@ static void cmd_data(struct session *s, struct slice args)
 		buf_consume(in, used);
 		if (done)
 			break;
+		if (s->data.raw_bytes > (uint64_t)s->cfg->max_message_size + DATA_OVERRUN_MAX) {
+			/* RFC 1870 section 6: we may close rather than read on. */
+			char text[160];
+			snprintf(text, sizeof(text),
+				 "552 5.3.4 Error: message exceeds the size limit of %lld octets",
+				 (long long)s->cfg->max_message_size);
+			reply(s, "%s", text);
+			reply(s, "421 4.3.4 %s Error: closing", s->cfg->hostname);
+			log_transaction(s, "reject", text);
+			s->quit = true;
+			return;
+		}
 	}
 	if (s->data.bare_lf)
 		log_info(s->qid, "message from %s has %llu bare LF line ends", s->ip,
@@ -573,11 +586,6 @@ static void cmd_starttls(struct session *s, struct slice args)
 
 static void cmd_simple(struct session *s, enum smtp_cmd cmd, struct slice args)
 {
-	if (cmd == CMD_NOOP || cmd == CMD_RSET || cmd == CMD_VRFY || cmd == CMD_HELP ||
-	    cmd == CMD_EXPN) {
-		if (++s->junk > JUNK_COMMANDS_FREE)
-			s->errors++;
-	}
 	switch (cmd) {
 	case CMD_RSET:
 		if (args.len) {
@@ -624,8 +632,19 @@ static void dispatch(struct session *s, struct slice line)
 		return;
 	}
 	enum smtp_cmd cmd = smtp_cmd_parse(line, &args);
-	s->commands++;
 	log_debug(s->sid, "< %s", log_strn(line.p, line.len));
+	if (++s->commands > s->cfg->max_commands) {
+		reply(s, "421 4.7.0 %s Error: too many commands", s->cfg->hostname);
+		log_info(s->sid, "too many commands from %s, closing", s->ip);
+		s->quit = true;
+		return;
+	}
+	/* Commands that move no mail are free up to a point (Postfix's
+	 * smtpd_junk_command_limit), then count as errors. */
+	if ((cmd == CMD_NOOP || cmd == CMD_RSET || cmd == CMD_VRFY || cmd == CMD_HELP ||
+	     cmd == CMD_EXPN || cmd == CMD_EHLO || cmd == CMD_HELO) &&
+	    ++s->junk > JUNK_COMMANDS_FREE)
+		s->errors++;
 	switch (cmd) {
 	case CMD_EHLO:
 		cmd_ehlo(s, args, true);

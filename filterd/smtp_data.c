@@ -44,8 +44,8 @@ size_t smtp_data_feed(struct smtp_data *d, const char *in, size_t len, char *out
 		switch (s) {
 		case S_BOL:
 			if (c == '.' && !d->bdat) {
+				/* The stuffing dot is not part of the line's text. */
 				s = S_DOT;
-				count_line(d);
 				continue;
 			}
 			/* fallthrough */

@@ -133,6 +133,41 @@ static size_t parse_local(const char *p, size_t len, bool *utf8)
 	return i;
 }
 
+/* RFC 3629 well-formed UTF-8 (no overlongs, no surrogates, <= U+10FFFF). */
+static bool utf8_valid(const unsigned char *p, size_t len)
+{
+	size_t i = 0;
+	while (i < len) {
+		unsigned char c = p[i];
+		size_t n;
+		uint32_t cp;
+		if (c < 0x80) {
+			i++;
+			continue;
+		} else if (c >= 0xc2 && c <= 0xdf) {
+			n = 1, cp = c & 0x1f;
+		} else if (c >= 0xe0 && c <= 0xef) {
+			n = 2, cp = c & 0x0f;
+		} else if (c >= 0xf0 && c <= 0xf4) {
+			n = 3, cp = c & 0x07;
+		} else {
+			return false;
+		}
+		if (n >= len - i) /* the continuation bytes run past the end */
+			return false;
+		for (size_t k = 1; k <= n; k++) {
+			if ((p[i + k] & 0xc0) != 0x80)
+				return false;
+			cp = (cp << 6) | (p[i + k] & 0x3f);
+		}
+		if ((n == 2 && cp < 0x800) || (n == 3 && (cp < 0x10000 || cp > 0x10ffff)) ||
+		    (cp >= 0xd800 && cp <= 0xdfff))
+			return false;
+		i += n + 1;
+	}
+	return true;
+}
+
 int smtp_path_parse(struct slice args, const char *keyword, struct smtp_path *path,
 		    struct slice *params_r, const char **error_r)
 {
@@ -190,6 +225,10 @@ int smtp_path_parse(struct slice args, const char *keyword, struct smtp_path *pa
 	}
 	if ((size_t)(p - start) > SMTP_PATH_MAX - 2) {
 		*error_r = "Address too long";
+		return -1;
+	}
+	if (path->utf8 && !utf8_valid((const unsigned char *)start, (size_t)(p - start))) {
+		*error_r = "Address is not valid UTF-8";
 		return -1;
 	}
 	memcpy(path->addr, start, (size_t)(p - start));

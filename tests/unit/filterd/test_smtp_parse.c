@@ -223,6 +223,10 @@ static void test_paths_invalid(void **state)
 		"FROM:<@a.test:>",         /* route without mailbox */
 		"FROM:<a@[]>",
 		"FROM:",
+		"FROM:<\xff@b.test>",        /* not UTF-8 */
+		"FROM:<a@b\xc3.test>",       /* truncated sequence */
+		"FROM:<\xc0\xaf@b.test>",    /* overlong */
+		"FROM:<\xed\xa0\x80@b.test>", /* surrogate */
 		"FROM:<a@b.test> \x01",
 	};
 	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
