@@ -177,6 +177,7 @@ struct config {
 	int64_t max_line_length;    /* DATA text lines, octets incl. CRLF */
 	int64_t smtp_timeout_ms;    /* waiting for a command (and TLS handshake) */
 	int64_t smtp_data_timeout_ms; /* waiting for DATA/BDAT bytes */
+	int64_t smtp_data_deadline_ms; /* MAIL to the end of the text, in all */
 	int64_t shutdown_timeout_ms; /* SIGTERM: how long sessions may finish */
 };
 

@@ -77,6 +77,8 @@ static const struct ckey ckeys[] = {
 	  "waiting for a command or the TLS handshake (RFC 5321 4.5.3.2.7: 5 minutes)" },
 	{ "smtp_data_timeout", CT_DURATION, OFF(smtp_data_timeout_ms), "300s", 100, 86400000,
 	  "waiting for more message text in DATA or BDAT" },
+	{ "smtp_data_deadline", CT_DURATION, OFF(smtp_data_deadline_ms), "30m", 100, 86400000,
+	  "from MAIL to the end of the message text, in all (slow-drip clients)" },
 	{ "shutdown_timeout", CT_DURATION, OFF(shutdown_timeout_ms), "30s", 0, 3600000,
 	  "on SIGTERM, how long sessions in progress may take to finish" },
 };

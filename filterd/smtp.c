@@ -189,14 +189,26 @@ static void finish_message(struct session *s)
 /* Wait for more input in the data phase.  false: the session is over. */
 static bool data_fill(struct session *s)
 {
-	enum conn_status st = conn_fill(s->conn, (int)s->cfg->smtp_data_timeout_ms);
+	/* Each read waits smtp_data_timeout, and the whole text must arrive
+	 * within smtp_data_deadline of MAIL: a byte every few minutes cannot
+	 * hold a session for ever. */
+	int64_t left = s->in_tx ? s->tx_start + s->cfg->smtp_data_deadline_ms - clock_mono_ms()
+				: s->cfg->smtp_data_timeout_ms; /* BDAT octets we discard */
+	int64_t wait = left < s->cfg->smtp_data_timeout_ms ? left : s->cfg->smtp_data_timeout_ms;
+	/* Never block on the client with replies unsent (RFC 2920 section 3.1):
+	 * it may wait for them before sending the octets we wait for. */
+	if (conn_flush(s->conn, (int)s->cfg->smtp_timeout_ms) != CONN_OK) {
+		s->quit = true;
+		return false;
+	}
+	enum conn_status st = wait > 0 ? conn_fill(s->conn, (int)wait) : CONN_TIMEOUT;
 	if (st == CONN_OK)
 		return true;
 	if (st == CONN_TIMEOUT) {
 		reply(s, "421 4.4.2 %s Error: timeout exceeded", s->cfg->hostname);
 		conn_flush(s->conn, 1000);
 	}
-	log_info(s->qid, "lost connection after %s from %s: %s (%llu octets received)",
+	log_info(s->in_tx ? s->qid : s->sid, "lost connection after %s from %s: %s (%llu octets received)",
 		 s->bdat_started ? "BDAT" : "DATA", s->ip,
 		 st == CONN_TIMEOUT ? "timeout" : st == CONN_EOF ? "disconnected" : "error",
 		 (unsigned long long)s->data.raw_bytes);

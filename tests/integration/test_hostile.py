@@ -68,6 +68,30 @@ def test_endless_data_is_cut_off(gateway_factory):
     assert set(g.every_delivered_file()) == before
 
 
+def test_slow_drip_data_deadline(gateway_factory):
+    """Each byte arrives well within smtp_data_timeout, but the whole
+    message must arrive within smtp_data_deadline."""
+    g = gateway_factory(smtp_data_timeout="2s", smtp_data_deadline="2s")
+    before = set(g.every_delivered_file())
+    r = g.raw()
+    r.ehlo()
+    assert r.cmd(b"MAIL FROM:<a@remote.test>")[0] == 250
+    assert r.cmd(b"RCPT TO:<alice@example.test>")[0] == 250
+    assert r.cmd(b"DATA")[0] == 354
+    t0 = time.monotonic()
+    code = None
+    try:
+        for _ in range(40):
+            r.send(b"x")
+            time.sleep(0.25)
+    except OSError:
+        pass
+    code, lines = r.reply(timeout=5)
+    assert code == 421 and "4.4.2" in lines[0]
+    assert time.monotonic() - t0 < 6
+    assert set(g.every_delivered_file()) == before
+
+
 def test_reload_turning_tls_off(gateway_factory):
     g = gateway_factory()
     g.write_config(overrides={"tls_cert_file": None, "tls_key_file": None, "smtps_listen": None})
@@ -125,3 +149,21 @@ def test_root_with_run_user_spools_large_mail(tls_cert):
     finally:
         print(g.log_tail())
         g.cleanup()
+
+
+def test_bdat_flushes_replies_before_waiting_for_octets(gw):
+    """RFC 2920 3.1: replies are sent before the server blocks on input.  A
+    client that pipelines MAIL/RCPT/BDAT and reads the replies before it
+    sends the chunk must not deadlock."""
+    m = uuid.uuid4().hex
+    body = f"Subject: {m}\r\n\r\nchunk\r\n".encode()
+    r = gw.raw()
+    r.send(b"EHLO c.test\r\nMAIL FROM:<a@remote.test>\r\nRCPT TO:<alice@example.test>\r\n"
+           + f"BDAT {len(body)} LAST\r\n".encode())
+    assert r.reply(timeout=3)[0] == 250  # EHLO
+    assert r.reply(timeout=3)[0] == 250  # MAIL
+    assert r.reply(timeout=3)[0] == 250  # RCPT
+    r.send(body)
+    code, lines = r.reply(timeout=5)
+    assert code == 250 and "queued as" in lines[0]
+    assert len(gw.find_message("alice@example.test", m)) == 1
