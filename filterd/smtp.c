@@ -134,6 +134,22 @@ static void log_transaction(struct session *s, const char *action, const char *r
 	buf_free(&to);
 }
 
+/* 552 for a message over max_message_size, logged as the transaction's
+ * end; with close, also 421 and the end of the session (RFC 1870 section 6
+ * lets us close rather than read on). */
+static void reject_too_big(struct session *s, bool close)
+{
+	char text[160];
+	snprintf(text, sizeof(text), "552 5.3.4 Error: message exceeds the size limit of %lld octets",
+		 (long long)s->cfg->max_message_size);
+	reply(s, "%s", text);
+	log_transaction(s, "reject", text);
+	if (close) {
+		reply(s, "421 4.3.4 %s Error: closing", s->cfg->hostname);
+		s->quit = true;
+	}
+}
+
 /* The end of DATA or BDAT LAST: check limits, deliver, answer. */
 static void finish_message(struct session *s)
 {
@@ -144,10 +160,7 @@ static void finish_message(struct session *s)
 		reply(s, "%s", text);
 		log_transaction(s, "reject", text);
 	} else if (s->data.raw_bytes > (uint64_t)s->cfg->max_message_size) {
-		snprintf(text, sizeof(text), "552 5.3.4 Error: message exceeds the size limit of %lld octets",
-			 (long long)s->cfg->max_message_size);
-		reply(s, "%s", text);
-		log_transaction(s, "reject", text);
+		reject_too_big(s, false);
 	} else if (s->spool.failed) {
 		errno = s->spool.error;
 		log_err(s->qid, "cannot spool the message");
@@ -451,15 +464,7 @@ static void cmd_data(struct session *s, struct slice args)
 		if (done)
 			break;
 		if (s->data.raw_bytes > (uint64_t)s->cfg->max_message_size + DATA_OVERRUN_MAX) {
-			/* RFC 1870 section 6: we may close rather than read on. */
-			char text[160];
-			snprintf(text, sizeof(text),
-				 "552 5.3.4 Error: message exceeds the size limit of %lld octets",
-				 (long long)s->cfg->max_message_size);
-			reply(s, "%s", text);
-			reply(s, "421 4.3.4 %s Error: closing", s->cfg->hostname);
-			log_transaction(s, "reject", text);
-			s->quit = true;
+			reject_too_big(s, true);
 			return;
 		}
 	}
@@ -517,20 +522,10 @@ static void cmd_bdat(struct session *s, struct slice args)
 		smtp_data_init(&s->data, (size_t)s->cfg->max_line_length, true);
 	}
 	if (s->data.raw_bytes + size > max) {
-		char text[160];
-		snprintf(text, sizeof(text), "552 5.3.4 Error: message exceeds the size limit of %lld octets",
-			 (long long)max);
-		if (size > max) {
-			reply(s, "%s", text);
-			reply(s, "421 4.3.4 %s Error: closing", s->cfg->hostname);
-			log_transaction(s, "reject", text);
-			s->quit = true;
+		/* A chunk bigger than the limit itself is not worth reading. */
+		if (size <= max && !bdat_discard(s, size))
 			return;
-		}
-		if (!bdat_discard(s, size))
-			return;
-		reply(s, "%s", text);
-		log_transaction(s, "reject", text);
+		reject_too_big(s, size > max);
 		tx_reset(s);
 		return;
 	}

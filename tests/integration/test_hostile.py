@@ -23,6 +23,16 @@ def read_until_closed(r, limit=10000):
     return replies
 
 
+def start_data(g):
+    """A raw session that got 354 for alice."""
+    r = g.raw()
+    r.ehlo()
+    assert r.cmd(b"MAIL FROM:<a@remote.test>")[0] == 250
+    assert r.cmd(b"RCPT TO:<alice@example.test>")[0] == 250
+    assert r.cmd(b"DATA")[0] == 354
+    return r
+
+
 def test_command_flood_max_commands(gateway_factory):
     g = gateway_factory(max_commands=50)
     r = g.raw()
@@ -47,11 +57,7 @@ def test_ehlo_flood_counts_as_errors(gw):
 def test_endless_data_is_cut_off(gateway_factory):
     g = gateway_factory(max_message_size=100000)
     before = set(g.every_delivered_file())
-    r = g.raw()
-    r.ehlo()
-    assert r.cmd(b"MAIL FROM:<a@remote.test>")[0] == 250
-    assert r.cmd(b"RCPT TO:<alice@example.test>")[0] == 250
-    assert r.cmd(b"DATA")[0] == 354
+    r = start_data(g)
     chunk = (b"z" * 78 + b"\r\n") * 1000
     sent, closed = 0, False
     try:
@@ -73,11 +79,7 @@ def test_slow_drip_data_deadline(gateway_factory):
     message must arrive within smtp_data_deadline."""
     g = gateway_factory(smtp_data_timeout="2s", smtp_data_deadline="2s")
     before = set(g.every_delivered_file())
-    r = g.raw()
-    r.ehlo()
-    assert r.cmd(b"MAIL FROM:<a@remote.test>")[0] == 250
-    assert r.cmd(b"RCPT TO:<alice@example.test>")[0] == 250
-    assert r.cmd(b"DATA")[0] == 354
+    r = start_data(g)
     t0 = time.monotonic()
     code = None
     try:

@@ -112,6 +112,9 @@ static void test_defaults(void **state)
 	assert_string_equal(c->tls_cert_file, "");
 	assert_int_equal(c->max_message_size, 26214400);
 	assert_int_equal(c->smtp_timeout_ms, 300000);
+	assert_int_equal(c->smtp_data_deadline_ms, 30 * 60 * 1000);
+	assert_int_equal(c->max_commands, 10000);
+	assert_string_equal(c->postmaster_address, "postmaster@a.test");
 	assert_non_null(c->hostname);
 	config_free(&c);
 
@@ -145,6 +148,8 @@ static void test_errors(void **state)
 		{ "local_domains = a.test\ndata_dir =\n", "2: data_dir: a path is required" },
 		{ "local_domains = a.test\nhostname = a\001b\n", "2: control character in line" },
 		{ "hostname = a.test\n", " local_domains is not set" },
+		{ "local_domains = a.test\npostmaster_address = ../x@a.test\n",
+		  " postmaster_address: not a valid address" },
 		{ "local_domains = a.test\ntls_cert_file = c.pem\n", " tls_cert_file and tls_key_file" },
 		{ "local_domains = a.test\nsmtps_listen = 127.0.0.1:465\n", " smtps_listen needs" },
 	};
