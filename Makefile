@@ -15,24 +15,27 @@ PYTHON  ?= /usr/bin/python3
 
 # Debian packages the build, the tests and the demo need.
 DEB_PKGS = gcc make pkg-config libssl-dev libsqlite3-dev libcmocka-dev libcrypt-dev \
-	   openssl python3 python3-pytest swaks curl procps
+	   libgmime-3.0-dev openssl python3 python3-pytest swaks curl procps
 
-PKGS     = openssl sqlite3
+PKGS     = openssl sqlite3 gmime-3.0
 OPTFLAGS ?= -O2
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 CFLAGS_ALL = -std=c17 -D_GNU_SOURCE -g $(OPTFLAGS) -Wall -Wextra -Werror -pthread -I. \
-	     -fno-strict-aliasing $(SANFLAGS) $(CFLAGS)
-LDLIBS_ALL = $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lssl -lcrypto -lsqlite3) \
+	     -fno-strict-aliasing $(PKG_CFLAGS) $(SANFLAGS) $(CFLAGS)
+LDLIBS_ALL = $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lssl -lcrypto -lsqlite3 -lgmime-3.0 -lgobject-2.0 -lglib-2.0) \
 	     -lcrypt -pthread $(SANFLAGS) $(LDFLAGS)
 TEST_LIBS  = $(shell pkg-config --libs cmocka 2>/dev/null || echo -lcmocka)
 
 COMMON_SRC  = $(wildcard common/*.c)
 STORE_SRC   = $(wildcard store/*.c)
 FILTERD_SRC = $(filter-out filterd/main.c,$(wildcard filterd/*.c))
+IMAPD_SRC   = $(filter-out imapd/main.c,$(wildcard imapd/*.c))
 TOOLS_SRC   = $(filter-out tools/mailctl.c,$(wildcard tools/*.c))
 
 LIBCOMMON  = $(O)/libcommon.a
 LIBSTORE   = $(O)/libstore.a
 LIBFILTERD = $(O)/libfilterd.a
+LIBIMAPD   = $(O)/libimapd.a
 
 PROGS = $(BIN)/filterd $(BIN)/imapd $(BIN)/mailctl
 
@@ -53,11 +56,13 @@ $(LIBSTORE): $(STORE_SRC:%.c=$(O)/%.o)
 	$(AR) rcs $@ $^
 $(LIBFILTERD): $(FILTERD_SRC:%.c=$(O)/%.o)
 	$(AR) rcs $@ $^
+$(LIBIMAPD): $(IMAPD_SRC:%.c=$(O)/%.o)
+	$(AR) rcs $@ $^
 
 $(BIN)/filterd: $(O)/filterd/main.o $(LIBFILTERD) $(LIBSTORE) $(LIBCOMMON)
 	@mkdir -p $(BIN)
 	$(CC) -o $@ $^ $(LDLIBS_ALL)
-$(BIN)/imapd: $(O)/imapd/main.o $(LIBSTORE) $(LIBCOMMON)
+$(BIN)/imapd: $(O)/imapd/main.o $(LIBIMAPD) $(LIBSTORE) $(LIBCOMMON)
 	@mkdir -p $(BIN)
 	$(CC) -o $@ $^ $(LDLIBS_ALL)
 $(BIN)/mailctl: $(O)/tools/mailctl.o $(TOOLS_SRC:%.c=$(O)/%.o) $(LIBSTORE) $(LIBCOMMON)
@@ -65,7 +70,7 @@ $(BIN)/mailctl: $(O)/tools/mailctl.o $(TOOLS_SRC:%.c=$(O)/%.o) $(LIBSTORE) $(LIB
 	$(CC) -o $@ $^ $(LDLIBS_ALL)
 
 # Unit tests link every library (a test of filterd/ needs libfilterd).
-$(O)/tests/unit/%: $(O)/tests/unit/%.o $(LIBFILTERD) $(LIBSTORE) $(LIBCOMMON)
+$(O)/tests/unit/%: $(O)/tests/unit/%.o $(LIBFILTERD) $(LIBIMAPD) $(LIBSTORE) $(LIBCOMMON)
 	$(CC) -o $@ $^ $(TEST_LIBS) $(LDLIBS_ALL)
 
 $(BENCH_BIN): $(O)/tests/bench/smtpbench.o $(LIBCOMMON)
@@ -92,10 +97,12 @@ asan: deps
 	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
 		O=build/asan BIN=build/asan/bin PYTHON=$(PYTHON) sh tests/run-all.sh $(UNIT_SRC:%.c=build/asan/%)
 
-run: deps all
+run: deps
+	@$(MAKE) --no-print-directory all
 	@sh tests/demo.sh
 
-bench: deps all $(BENCH_BIN)
+bench: deps
+	@$(MAKE) --no-print-directory all $(BENCH_BIN)
 	@BIN_DIR=$(abspath $(BIN)) BENCH_BIN=$(abspath $(BENCH_BIN)) sh tests/bench/bench.sh
 
 # libFuzzer targets (clang): make fuzz FUZZ_SECONDS=60

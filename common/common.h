@@ -179,6 +179,16 @@ struct config {
 	int64_t smtp_data_timeout_ms; /* waiting for DATA/BDAT bytes */
 	int64_t smtp_data_deadline_ms; /* MAIL to the end of the text, in all */
 	int64_t shutdown_timeout_ms; /* SIGTERM: how long sessions may finish */
+	/* imapd */
+	struct strlist imap_listen;  /* plain + STARTTLS */
+	struct strlist imaps_listen; /* implicit TLS */
+	int64_t allow_plaintext_auth; /* 0/1: logins without TLS */
+	int64_t imap_max_connections;
+	int64_t imap_max_connections_per_ip;
+	int64_t imap_idle_timeout_ms;
+	int64_t imap_login_timeout_ms;
+	int64_t imap_max_bad_commands;
+	int64_t imap_max_line_length;
 };
 
 /* Incremental parser: feed any chunking of the file (also one byte at a
@@ -272,6 +282,68 @@ int64_t connlimit_count(struct connlimit *cl);
  * *error_r on failure.  Free with tls_ctx_free (SSL_CTX_free). */
 SSL_CTX *tls_ctx_new(const char *cert_file, const char *key_file, char **error_r);
 void tls_ctx_free(SSL_CTX **ctx);
+
+/* ---------------------------------------------------------------- daemon.c */
+
+/* The frame every daemon shares: listeners, an accept loop with one
+ * detached thread per connection, connection limits (total and per IP),
+ * SIGHUP reload of a reference-counted configuration, privilege drop,
+ * and a graceful SIGTERM that wakes sessions waiting for input. */
+struct daemon_cfg {
+	int refs;
+	struct config *cfg;
+	SSL_CTX *tls;              /* NULL: no TLS */
+	struct userdb *users;
+};
+
+/* A live session, for waking it at shutdown. */
+struct daemon_link {
+	struct daemon_link *next, *prev;
+	int fd;
+	bool waiting;              /* blocked reading input: safe to wake */
+};
+
+struct daemon;
+struct daemon_ops {
+	const char *name;          /* program name for logs */
+	/* Listener kinds: for kind k, the addresses of cfg and whether the
+	 * port speaks TLS from the first byte. */
+	int nkinds;
+	const struct strlist *(*listen_addrs)(const struct config *cfg, int kind);
+	bool (*kind_tls)(int kind);
+	/* Limits from a configuration. */
+	void (*limits)(const struct config *cfg, int64_t *max_total, int64_t *max_per_ip);
+	/* Best-effort greeting that refuses a connection (non-blocking
+	 * socket); why: 1 total limit, 2 per-IP limit, 3 TLS port without
+	 * TLS, 4 no thread. */
+	void (*refuse)(int fd, int kind, int why, const struct config *cfg);
+	/* Run one session to its end on its own thread.  The fd is the
+	 * session's to close (conn_free). */
+	void (*session)(struct daemon *d, int fd, const struct sockaddr *peer, int kind,
+			const char *ip);
+	/* After the listeners are bound and privileges dropped, before the
+	 * first accept: 0, or -1 to exit. */
+	int (*ready)(struct daemon *d, const struct config *cfg);
+};
+
+/* Load a configuration with its TLS context and users file (a reload
+ * builds a new one).  NULL with *error_r. */
+struct daemon_cfg *daemon_cfg_load(const char *path, char **error_r);
+/* The current configuration, referenced; release with daemon_cfg_put. */
+struct daemon_cfg *daemon_cfg_get(struct daemon *d);
+void daemon_cfg_put(struct daemon_cfg *dc);
+/* The application's data (daemon_run's app). */
+void *daemon_app(struct daemon *d);
+bool daemon_stopping(struct daemon *d);
+void daemon_register(struct daemon *d, struct daemon_link *l, int fd);
+void daemon_unregister(struct daemon *d, struct daemon_link *l);
+/* Mark the session as waiting for input (true) or busy; returns false
+ * when the daemon is shutting down. */
+bool daemon_wait_begin(struct daemon *d, struct daemon_link *l, bool waiting);
+/* Parse "-c FILE -t" and run the daemon until SIGTERM/SIGINT.  Returns
+ * -1 when it could not start, else the number of sessions still running
+ * at exit (when not 0, the caller must not free what sessions use). */
+int daemon_main(const struct daemon_ops *ops, void *app, int argc, char **argv);
 
 /* ----------------------------------------------------------------- users.c */
 

@@ -25,6 +25,7 @@ enum ctype {
 	CT_LOGLEVEL,
 	CT_SCHEME,
 	CT_FACILITY,
+	CT_BOOL,     /* yes/no (also true/false, on/off, 1/0); 1 or 0 internally */
 };
 
 struct ckey {
@@ -81,6 +82,23 @@ static const struct ckey ckeys[] = {
 	  "from MAIL to the end of the message text, in all (slow-drip clients)" },
 	{ "shutdown_timeout", CT_DURATION, OFF(shutdown_timeout_ms), "30s", 0, 3600000,
 	  "on SIGTERM, how long sessions in progress may take to finish" },
+	{ "imap_listen", CT_LISTEN, OFF(imap_listen), "127.0.0.1:1143", 0, 0,
+	  "IMAP with STARTTLS (repeatable; 0.0.0.0:143 in production); empty: none" },
+	{ "imaps_listen", CT_LISTEN, OFF(imaps_listen), "", 0, 0, "implicit TLS IMAP (repeatable; 993)" },
+	{ "allow_plaintext_auth", CT_BOOL, OFF(allow_plaintext_auth), "no", 0, 1,
+	  "yes: IMAP/POP3 logins without TLS are allowed (tests on loopback only)" },
+	{ "imap_max_connections", CT_INT, OFF(imap_max_connections), "2000", 1, 1000000,
+	  "concurrent IMAP connections; more: * BYE at connect" },
+	{ "imap_max_connections_per_ip", CT_INT, OFF(imap_max_connections_per_ip), "100", 1, 1000000,
+	  "concurrent IMAP connections from one client IP" },
+	{ "imap_idle_timeout", CT_DURATION, OFF(imap_idle_timeout_ms), "30m", 100, 86400000,
+	  "an idle IMAP session is logged out after this (RFC 3501 5.4: at least 30 minutes)" },
+	{ "imap_login_timeout", CT_DURATION, OFF(imap_login_timeout_ms), "60s", 100, 86400000,
+	  "time to log in after connecting" },
+	{ "imap_max_bad_commands", CT_INT, OFF(imap_max_bad_commands), "20", 1, 1000000,
+	  "BAD replies per IMAP session before * BYE" },
+	{ "imap_max_line_length", CT_INT, OFF(imap_max_line_length), "65536", 1000, 100000000,
+	  "octets of an IMAP command line (literals excluded); longer: BAD" },
 };
 
 const struct config_keyinfo *config_keys(size_t *n_r)
@@ -277,6 +295,14 @@ static int set_value(struct config_parser *p, const struct ckey *k, char *v, cha
 	case CT_STR:
 		free(*sp);
 		*sp = xstrdup(v);
+		return 0;
+	case CT_BOOL:
+		if (str_ieq(v, "yes") || str_ieq(v, "true") || str_ieq(v, "on") || strcmp(v, "1") == 0)
+			*ip = 1;
+		else if (str_ieq(v, "no") || str_ieq(v, "false") || str_ieq(v, "off") || strcmp(v, "0") == 0)
+			*ip = 0;
+		else
+			return perr(p, error_r, "%s: must be yes or no: %s", k->key, log_str(v));
 		return 0;
 	case CT_HOST:
 		if (!host_valid(v))
@@ -528,6 +554,7 @@ void config_free(struct config **cp)
 		case CT_INT:
 		case CT_SIZE:
 		case CT_DURATION:
+		case CT_BOOL:
 			break;
 		default:
 			free(*(char **)field);

@@ -135,37 +135,11 @@ int deliver_message(struct storepool *pool, const struct delivery *dv, char **er
 
 /* ------------------------------------------------------------------ smtp.c */
 
-struct server;
-
-/* A live session, for waking it at shutdown. */
-struct session_link {
-	struct session_link *next, *prev;
-	int fd;
-	bool waiting; /* blocked reading a command: safe to wake at shutdown */
-};
-
-/* Everything a session needs that SIGHUP may replace; sessions hold a
- * reference to the one they started with. */
-struct server_cfg {
-	int refs;
-	struct config *cfg;
-	SSL_CTX *tls;              /* NULL: no TLS */
-	struct userdb *users;
-};
-struct server_cfg *server_cfg_get(struct server *srv);
-void server_cfg_put(struct server *srv, struct server_cfg *sc);
-
+/* The daemon's application data (daemon_app()). */
 struct server {
-	struct server_cfg *current;   /* under lock */
-	struct connlimit *limits;
+	struct daemon *d;
 	struct storepool *stores;
 	char *spool_dir;
-	volatile int stopping;
-	int sessions;                 /* under lock */
-	int pipe_wake[2];
-	void *lock;                   /* pthread_mutex_t */
-	void *cond;                   /* pthread_cond_t: a session ended */
-	struct session_link *active;  /* under lock: sessions (to wake at shutdown) */
 };
 
 /* Run one SMTP session on an accepted socket to its end, then free it. */

@@ -21,10 +21,10 @@
 
 struct session {
 	struct server *srv;
-	struct server_cfg *sc;
+	struct daemon_cfg *sc;
 	const struct config *cfg;
 	struct conn *conn;
-	struct session_link link;
+	struct daemon_link link;
 	char sid[ID_SIZE];
 	char ip[64];
 	struct linereader lr;
@@ -682,38 +682,6 @@ static void dispatch(struct session *s, struct slice line)
 
 /* ---------------------------------------------------------- the session */
 
-static void session_register(struct session *s, bool on)
-{
-	pthread_mutex_t *lock = s->srv->lock;
-	pthread_mutex_lock(lock);
-	if (on) {
-		s->link.next = s->srv->active;
-		s->link.prev = NULL;
-		if (s->srv->active)
-			s->srv->active->prev = &s->link;
-		s->srv->active = &s->link;
-	} else {
-		if (s->link.prev)
-			s->link.prev->next = s->link.next;
-		else
-			s->srv->active = s->link.next;
-		if (s->link.next)
-			s->link.next->prev = s->link.prev;
-	}
-	pthread_mutex_unlock(lock);
-}
-
-/* Mark the session as waiting for a command; false when shutting down. */
-static bool session_wait_begin(struct session *s, bool waiting)
-{
-	pthread_mutex_t *lock = s->srv->lock;
-	pthread_mutex_lock(lock);
-	s->link.waiting = waiting;
-	bool stopping = s->srv->stopping;
-	pthread_mutex_unlock(lock);
-	return !stopping;
-}
-
 static void session_loop(struct session *s)
 {
 	struct buf *in = conn_rbuf(s->conn);
@@ -742,12 +710,12 @@ static void session_loop(struct session *s)
 			 * and wait for the client. */
 			if (conn_flush(s->conn, (int)s->cfg->smtp_timeout_ms) != CONN_OK)
 				return;
-			if (!session_wait_begin(s, true)) {
+			if (!daemon_wait_begin(s->srv->d, &s->link, true)) {
 				reply(s, "421 4.3.2 %s Service shutting down", s->cfg->hostname);
 				break;
 			}
 			enum conn_status st = conn_fill(s->conn, (int)s->cfg->smtp_timeout_ms);
-			bool go_on = session_wait_begin(s, false);
+			bool go_on = daemon_wait_begin(s->srv->d, &s->link, false);
 			if (st == CONN_TIMEOUT) {
 				reply(s, "421 4.4.2 %s Error: timeout exceeded", s->cfg->hostname);
 				log_info(s->sid, "timeout after %lld commands from %s",
@@ -781,16 +749,15 @@ void smtp_session_run(struct server *srv, int fd, const struct sockaddr *peer, b
 	const char *err;
 
 	s->srv = srv;
-	s->sc = server_cfg_get(srv);
+	s->sc = daemon_cfg_get(srv->d);
 	s->cfg = s->sc->cfg;
 	s->conn = conn_new(fd, peer, RBUF_MAX);
-	s->link.fd = fd;
 	s->lr.max = SMTP_LINE_MAX;
 	s->out = xmalloc(RBUF_MAX + 2);
 	str_copy(s->ip, ip, sizeof(s->ip));
 	id_generate(s->sid);
 	spool_init(&s->spool, srv->spool_dir);
-	session_register(s, true);
+	daemon_register(srv->d, &s->link, fd);
 	log_info(s->sid, "connect from %s%s", s->ip, implicit_tls ? " (implicit TLS)" : "");
 
 	if (implicit_tls) {
@@ -808,11 +775,11 @@ out:
 			 s->nrcpts);
 	log_info(s->sid, "disconnect from %s commands=%lld errors=%lld", s->ip, (long long)s->commands,
 		 (long long)s->errors);
-	session_register(s, false);
+	daemon_unregister(srv->d, &s->link);
 	tx_reset(s);
 	buf_free(&s->spool.mem);
 	conn_free(&s->conn);
 	free(s->out);
-	server_cfg_put(srv, s->sc);
+	daemon_cfg_put(s->sc);
 	free(s);
 }
