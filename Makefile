@@ -42,6 +42,7 @@ PROGS = $(BIN)/filterd $(BIN)/imapd $(BIN)/mailctl
 UNIT_SRC   = $(wildcard tests/unit/*/test_*.c)
 UNIT_TESTS = $(UNIT_SRC:%.c=$(O)/%)
 BENCH_BIN  = $(O)/tests/bench/smtpbench
+IMAPBENCH_BIN = $(O)/tests/bench/imapbench
 
 .PHONY: all deps run check unit integration bench asan fuzz clean install
 all: $(PROGS)
@@ -75,6 +76,8 @@ $(O)/tests/unit/%: $(O)/tests/unit/%.o $(LIBFILTERD) $(LIBIMAPD) $(LIBSTORE) $(L
 
 $(BENCH_BIN): $(O)/tests/bench/smtpbench.o $(LIBCOMMON)
 	$(CC) -o $@ $^ $(LDLIBS_ALL)
+$(IMAPBENCH_BIN): $(O)/tests/bench/imapbench.o $(LIBCOMMON)
+	$(CC) -o $@ $^ $(LDLIBS_ALL)
 
 # Install missing Debian packages (as root, or through sudo).
 deps:
@@ -102,8 +105,9 @@ run: deps
 	@sh tests/demo.sh
 
 bench: deps
-	@$(MAKE) --no-print-directory all $(BENCH_BIN)
-	@BIN_DIR=$(abspath $(BIN)) BENCH_BIN=$(abspath $(BENCH_BIN)) sh tests/bench/bench.sh
+	@$(MAKE) --no-print-directory all $(BENCH_BIN) $(IMAPBENCH_BIN)
+	@BIN_DIR=$(abspath $(BIN)) BENCH_BIN=$(abspath $(BENCH_BIN)) \
+		IMAPBENCH_BIN=$(abspath $(IMAPBENCH_BIN)) sh tests/bench/bench.sh
 
 # libFuzzer targets (clang): make fuzz FUZZ_SECONDS=60
 FUZZ_SECONDS ?= 30
@@ -122,7 +126,7 @@ install: all
 	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/share/mailgw/rules.d $(DESTDIR)$(PREFIX)/share/mailgw
 	install -m 755 $(PROGS) $(DESTDIR)$(PREFIX)/sbin/
 	install -m 644 doc/gateway.conf.sample $(DESTDIR)$(PREFIX)/share/mailgw/
-	install -m 644 doc/filterd.service $(DESTDIR)$(PREFIX)/share/mailgw/
+	install -m 644 doc/filterd.service doc/imapd.service $(DESTDIR)$(PREFIX)/share/mailgw/
 
 clean:
 	rm -rf $(O) $(BIN)

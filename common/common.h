@@ -242,6 +242,9 @@ bool conn_input_pending(struct conn *c);
 void conn_write(struct conn *c, const void *p, size_t n);
 void conn_printf(struct conn *c, const char *fmt, ...) PRINTFLIKE(2, 3);
 enum conn_status conn_flush(struct conn *c, int timeout_ms);
+/* Bytes written but not yet flushed (the buffer holds at most 1 MiB:
+ * flush long responses in pieces). */
+size_t conn_pending(const struct conn *c);
 /* TLS server handshake on the live socket (STARTTLS or implicit TLS).
  * The caller must have checked that no plaintext is pending.  CONN_OK or
  * an error with *error_r (static string). */

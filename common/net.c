@@ -270,6 +270,11 @@ void conn_write(struct conn *c, const void *p, size_t n)
 		c->werror = true;
 }
 
+size_t conn_pending(const struct conn *c)
+{
+	return c->wbuf.len;
+}
+
 void conn_printf(struct conn *c, const char *fmt, ...)
 {
 	va_list ap;

@@ -1,12 +1,84 @@
 /*
- * imapd - the IMAP and POP3 daemon.  Not built yet (issues 3 and 4): this
- * placeholder says so and exits non-zero, so nothing pretends to work.
+ * imapd - the IMAP daemon.
+ *
+ *   imapd [-c FILE] [-t]
+ *
+ * Binds imap_listen (plain + STARTTLS) and imaps_listen (implicit TLS),
+ * drops to run_user when started as root, and runs one thread per
+ * connection (common/daemon.c).  SIGHUP reloads the configuration;
+ * SIGTERM and SIGINT send BYE to idle sessions and stop.
  */
-#include <stdio.h>
+#include "imapd/imapd.h"
 
-int main(void)
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+enum { KIND_IMAP, KIND_IMAPS, NKINDS };
+
+static const struct strlist *listen_addrs(const struct config *cfg, int kind)
 {
-	fprintf(stderr, "imapd: not built yet: IMAP and POP3 arrive with the next issues; "
-			"read delivered mail in the Maildir under data_dir/mail/\n");
-	return 2;
+	return kind == KIND_IMAP ? &cfg->imap_listen : &cfg->imaps_listen;
+}
+
+static bool kind_tls(int kind)
+{
+	return kind == KIND_IMAPS;
+}
+
+static void limits(const struct config *cfg, int64_t *max_total, int64_t *max_per_ip)
+{
+	*max_total = cfg->imap_max_connections;
+	*max_per_ip = cfg->imap_max_connections_per_ip;
+}
+
+static void refuse(int fd, int kind, int why, const struct config *cfg)
+{
+	(void)kind;
+	(void)cfg;
+	const char *msg = why == 1   ? "* BYE [UNAVAILABLE] Too many connections\r\n"
+			  : why == 2 ? "* BYE [UNAVAILABLE] Too many connections from your address\r\n"
+				     : "* BYE [UNAVAILABLE] Service not available\r\n";
+	(void)!send(fd, msg, strlen(msg), MSG_NOSIGNAL);
+}
+
+static void session(struct daemon *d, int fd, const struct sockaddr *peer, int kind, const char *ip)
+{
+	struct imapd *app = daemon_app(d);
+	imap_session_run(app, fd, peer, kind == KIND_IMAPS, ip);
+}
+
+static int ready(struct daemon *d, const struct config *cfg)
+{
+	struct imapd *app = daemon_app(d);
+	app->d = d;
+	app->data_dir = xstrdup(cfg->data_dir);
+	app->notify = notify_new();
+	return 0;
+}
+
+static const struct daemon_ops imapd_ops = {
+	.name = "imapd",
+	.nkinds = NKINDS,
+	.listen_addrs = listen_addrs,
+	.kind_tls = kind_tls,
+	.limits = limits,
+	.refuse = refuse,
+	.session = session,
+	.ready = ready,
+};
+
+int main(int argc, char **argv)
+{
+	struct imapd app;
+	memset(&app, 0, sizeof(app));
+	int left = daemon_main(&imapd_ops, &app, argc, argv);
+	if (left < 0)
+		return 1;
+	if (left == 0) {
+		notify_free(&app.notify);
+		free(app.data_dir);
+	}
+	return 0;
 }

@@ -44,6 +44,8 @@ int store_folder_list(struct store *st, int (*cb)(const struct store_folder_info
 		it->fi.highestmodseq = (uint64_t)sqlite3_column_int64(q, 4);
 		it->fi.subscribed = sqlite3_column_int(q, 5) != 0;
 		it->fi.messages = (uint32_t)sqlite3_column_int64(q, 6);
+		it->fi.recent = (uint32_t)sqlite3_column_int64(q, 7);
+		it->fi.unseen = (uint32_t)sqlite3_column_int64(q, 8);
 	}
 	int ret = 0;
 	if (rc != SQLITE_DONE)
@@ -76,6 +78,8 @@ int store_folder_info(struct store *st, const char *folder, struct store_folder_
 		return index_fail(st, q, "folder count", error_r);
 	}
 	fi->messages = (uint32_t)sqlite3_column_int64(q, 0);
+	fi->recent = (uint32_t)sqlite3_column_int64(q, 1);
+	fi->unseen = (uint32_t)sqlite3_column_int64(q, 2);
 	sqlite3_reset(q);
 	free(st->fi_name);
 	st->fi_name = row.name;

@@ -15,22 +15,24 @@
 #include <time.h>
 #include <unistd.h>
 
-static const char schema_v1[] =
+/* A new database is created at the current version directly. */
+static const char schema_v2[] =
 	"CREATE TABLE folders ("
 	" id INTEGER PRIMARY KEY AUTOINCREMENT,"
 	" name TEXT NOT NULL UNIQUE,"
 	" uidvalidity INTEGER NOT NULL,"
 	" uidnext INTEGER NOT NULL,"
 	" highestmodseq INTEGER NOT NULL,"
-	" subscribed INTEGER NOT NULL DEFAULT 0);"
+	" subscribed INTEGER NOT NULL DEFAULT 0,"
+	" recent INTEGER NOT NULL DEFAULT 1);"     /* the \Recent mark (store_claim_recent) */
 	"CREATE TABLE messages ("
 	" folder INTEGER NOT NULL REFERENCES folders(id) ON DELETE CASCADE,"
 	" uid INTEGER NOT NULL,"
 	" filename TEXT NOT NULL,"           /* base: the part before ":2," */
 	" in_new INTEGER NOT NULL,"          /* 1: new/BASE, 0: cur/BASE:2,FLAGS */
 	" flags INTEGER NOT NULL,"           /* enum store_flag */
-	" xflags TEXT NOT NULL DEFAULT '',"  /* other info letters, kept on rename */
-	" keywords TEXT,"                    /* IMAP keywords (not used yet) */
+	" xflags TEXT NOT NULL DEFAULT '',"  /* other info letters (keyword letters too) */
+	" keywords TEXT NOT NULL DEFAULT '',"/* IMAP keywords, normalised (kw_normalize) */
 	" modseq INTEGER NOT NULL,"
 	" size INTEGER NOT NULL,"
 	" vsize INTEGER NOT NULL,"
@@ -41,21 +43,64 @@ static const char schema_v1[] =
 	" PRIMARY KEY (folder, uid),"
 	" UNIQUE (folder, filename)"
 	") WITHOUT ROWID;"
+	"CREATE INDEX messages_modseq ON messages (folder, modseq);"
+	"CREATE INDEX messages_keywords ON messages (folder, keywords) WHERE keywords <> '';"
+	/* A rowid table: its rows can be kilobytes. */
+	"CREATE TABLE msgcache ("
+	" folder INTEGER NOT NULL,"
+	" uid INTEGER NOT NULL,"
+	" envelope TEXT,"
+	" body TEXT,"
+	" bodystructure TEXT,"
+	" PRIMARY KEY (folder, uid),"
+	" FOREIGN KEY (folder, uid) REFERENCES messages (folder, uid) ON DELETE CASCADE);"
 	"CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER);";
+
+/* Version 1 (issue 2) to 2: \Recent mark, sync index, keywords index, the
+ * MIME cache.  The keywords column existed already (NULL: none).  What
+ * was in a folder before the upgrade is not \Recent. */
+static const char migrate_v1_v2[] =
+	"ALTER TABLE folders ADD COLUMN recent INTEGER NOT NULL DEFAULT 1;"
+	"UPDATE folders SET recent = uidnext;"
+	"CREATE INDEX messages_modseq ON messages (folder, modseq);"
+	"CREATE INDEX messages_keywords ON messages (folder, keywords) WHERE keywords <> '';"
+	"CREATE TABLE msgcache ("
+	" folder INTEGER NOT NULL,"
+	" uid INTEGER NOT NULL,"
+	" envelope TEXT,"
+	" body TEXT,"
+	" bodystructure TEXT,"
+	" PRIMARY KEY (folder, uid),"
+	" FOREIGN KEY (folder, uid) REFERENCES messages (folder, uid) ON DELETE CASCADE);";
+
+#define MSG_COLS \
+	"uid, filename, in_new, flags, xflags, modseq, size, vsize, internaldate, verdict, score," \
+	" coalesce(keywords, '')"
 
 static const char *const stmt_sql[STMT_COUNT] = {
 	[STMT_BEGIN] = "BEGIN IMMEDIATE",
 	[STMT_COMMIT] = "COMMIT",
+	[STMT_SAVEPOINT] = "SAVEPOINT op",
+	[STMT_RELEASE] = "RELEASE op",
+	[STMT_ROLLBACK_TO] = "ROLLBACK TO op",
 	[STMT_ROLLBACK] = "ROLLBACK",
 	[STMT_FOLDER_GET] = "SELECT id, name, uidvalidity, uidnext, highestmodseq, subscribed"
 			    " FROM folders WHERE name = ?1",
 	[STMT_FOLDER_ALL] = "SELECT id, name FROM folders ORDER BY name",
+	/* One pass over the messages of every folder (no work per message
+	 * in C): count, \Recent, unseen. */
 	[STMT_FOLDER_LIST] = "SELECT f.id, f.name, f.uidvalidity, f.uidnext, f.highestmodseq,"
-			     " f.subscribed, (SELECT count(*) FROM messages m WHERE m.folder = f.id)"
-			     " FROM folders f ORDER BY f.name <> 'INBOX', f.name",
+			     " f.subscribed, count(m.uid),"
+			     " count(m.uid) FILTER (WHERE m.uid >= f.recent),"
+			     " count(m.uid) FILTER (WHERE m.flags & 1 = 0)"
+			     " FROM folders f LEFT JOIN messages m ON m.folder = f.id"
+			     " GROUP BY f.id ORDER BY f.name <> 'INBOX', f.name",
 	[STMT_FOLDER_INSERT] = "INSERT INTO folders (name, uidvalidity, uidnext, highestmodseq,"
 			       " subscribed) VALUES (?1, ?2, 1, 1, ?3)",
-	[STMT_FOLDER_COUNT] = "SELECT count(*) FROM messages WHERE folder = ?1",
+	[STMT_FOLDER_COUNT] = "SELECT count(m.uid), count(m.uid) FILTER (WHERE m.uid >= f.recent),"
+			      " count(m.uid) FILTER (WHERE m.flags & 1 = 0)"
+			      " FROM folders f LEFT JOIN messages m ON m.folder = f.id"
+			      " WHERE f.id = ?1",
 	[STMT_FOLDER_BUMP_UID] = "UPDATE folders SET uidnext = uidnext + 1,"
 				 " highestmodseq = highestmodseq + 1 WHERE id = ?1"
 				 " RETURNING uidnext - 1, highestmodseq",
@@ -68,25 +113,49 @@ static const char *const stmt_sql[STMT_COUNT] = {
 	[STMT_FOLDER_CHILDREN] = "SELECT id, name FROM folders WHERE name >= ?1 || '/'"
 				 " AND name < ?1 || '0' ORDER BY name",
 	[STMT_MSG_INSERT] = "INSERT INTO messages (folder, uid, filename, in_new, flags, xflags,"
-			    " modseq, size, vsize, internaldate, verdict, score, learned)"
-			    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
+			    " modseq, size, vsize, internaldate, verdict, score, learned, keywords)"
+			    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
 			    " ON CONFLICT (folder, filename) DO UPDATE SET"
 			    " verdict = excluded.verdict, score = excluded.score RETURNING uid",
 	[STMT_MSG_GET] = "SELECT filename, in_new, flags, xflags, modseq, size, vsize,"
-			 " internaldate, verdict, score, learned"
+			 " internaldate, verdict, score, learned, coalesce(keywords, '')"
 			 " FROM messages WHERE folder = ?1 AND uid = ?2",
-	[STMT_MSG_RANGE] = "SELECT uid, filename, in_new, flags, xflags, modseq, size, vsize,"
-			   " internaldate, verdict, score FROM messages"
+	[STMT_MSG_RANGE] = "SELECT " MSG_COLS " FROM messages"
 			   " WHERE folder = ?1 AND uid >= ?2 AND uid <= ?3 ORDER BY uid LIMIT ?4",
 	[STMT_MSG_UPDATE_FILE] = "UPDATE messages SET in_new = ?3, flags = ?4, xflags = ?5,"
-				 " modseq = ?6 WHERE folder = ?1 AND uid = ?2",
+				 " modseq = ?6, keywords = coalesce(?7, keywords)"
+				 " WHERE folder = ?1 AND uid = ?2",
 	[STMT_MSG_DELETE] = "DELETE FROM messages WHERE folder = ?1 AND uid = ?2",
 	[STMT_MSG_DELETE_FOLDER] = "DELETE FROM messages WHERE folder = ?1",
-	[STMT_MSG_SCAN] = "SELECT uid, filename, in_new, flags, xflags FROM messages"
-			  " WHERE folder = ?1",
+	[STMT_MSG_SCAN] = "SELECT uid, filename, in_new, flags, xflags, coalesce(keywords, '')"
+			  " FROM messages WHERE folder = ?1",
 	[STMT_META_GET] = "SELECT value FROM meta WHERE key = ?1",
 	[STMT_META_SET] = "INSERT INTO meta (key, value) VALUES (?1, ?2)"
 			  " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+	[STMT_FOLDER_RECENT_GET] = "SELECT recent, uidnext FROM folders WHERE id = ?1",
+	[STMT_FOLDER_RECENT_SET] = "UPDATE folders SET recent = ?2 WHERE id = ?1",
+	[STMT_MSG_UIDS] = "SELECT uid FROM messages WHERE folder = ?1 ORDER BY uid",
+	/* Few rows at a sync point: the index, not a scan of the folder. */
+	[STMT_MSG_CHANGED] = "SELECT uid FROM messages INDEXED BY messages_modseq"
+			     " WHERE folder = ?1 AND modseq > ?2",
+	[STMT_MSG_KEYWORD_SETS] = "SELECT DISTINCT keywords FROM messages"
+				  " WHERE folder = ?1 AND keywords <> ''",
+	/* ?2: the keyword with LIKE's '%' '_' '\' escaped by '\'. */
+	[STMT_MSG_KEYWORD_USED] = "SELECT 1 FROM messages WHERE folder = ?1 AND keywords <> ''"
+				  " AND ' ' || keywords || ' ' LIKE '% ' || ?2 || ' %' ESCAPE '\\'"
+				  " LIMIT 1",
+	[STMT_MSG_XFLAG_SETS] = "SELECT DISTINCT xflags FROM messages"
+				" WHERE folder = ?1 AND xflags GLOB '*[a-z]*'",
+	[STMT_CACHE_GET] = "SELECT envelope, body, bodystructure FROM msgcache"
+			   " WHERE folder = ?1 AND uid = ?2",
+	[STMT_CACHE_SET] = "INSERT INTO msgcache (folder, uid, envelope, body, bodystructure)"
+			   " VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (folder, uid) DO UPDATE SET"
+			   " envelope = coalesce(excluded.envelope, envelope),"
+			   " body = coalesce(excluded.body, body),"
+			   " bodystructure = coalesce(excluded.bodystructure, bodystructure)",
+	[STMT_CACHE_COPY] = "INSERT OR REPLACE INTO msgcache (folder, uid, envelope, body,"
+			    " bodystructure) SELECT ?3, ?4, envelope, body, bodystructure"
+			    " FROM msgcache WHERE folder = ?1 AND uid = ?2",
 };
 
 int index_fail(struct store *st, sqlite3_stmt *q, const char *what, char **error_r)
@@ -157,15 +226,20 @@ static int schema_setup(struct store *st, char **error_r)
 			    st->root, version, STORE_SCHEMA_VERSION);
 		goto fail;
 	}
-	if (version == 0) {
-		char *sql = xasprintf("%s PRAGMA user_version = %d;", schema_v1,
-				      STORE_SCHEMA_VERSION);
-		int r = exec(st, sql, error_r);
-		free(sql);
-		if (r < 0)
-			goto fail;
-	}
-	/* Later versions migrate here: if (version < 2) { ALTER ... } */
+	if (version == STORE_SCHEMA_VERSION)
+		return index_commit(st, error_r);
+	const char *sql = version == 0 ? schema_v2 : migrate_v1_v2;
+	/* Later versions: if (version < 3) { ALTER ... } */
+	if (exec(st, sql, error_r) < 0)
+		goto fail;
+	char *set = xasprintf("PRAGMA user_version = %d;", STORE_SCHEMA_VERSION);
+	int r = exec(st, set, error_r);
+	free(set);
+	if (r < 0)
+		goto fail;
+	if (version != 0)
+		log_info(NULL, "store %s: index upgraded from schema version %d to %d", st->user,
+			 version, STORE_SCHEMA_VERSION);
 	return index_commit(st, error_r);
 fail:
 	index_rollback(st);
@@ -238,7 +312,63 @@ static int step_done(struct store *st, enum store_stmt which, const char *what, 
 
 int index_begin(struct store *st, char **error_r)
 {
+	if (st->batch)
+		return store_error(error_r, "store %s: not allowed inside a batch", st->user);
 	return step_done(st, STMT_BEGIN, "begin", error_r);
+}
+
+/* Inside a batch: is its transaction still there?  SQLite rolls a
+ * transaction back by itself after some errors (I/O, full disk). */
+static bool batch_alive(struct store *st)
+{
+	if (st->batch_lost)
+		return false;
+	if (sqlite3_get_autocommit(st->db)) {
+		log_warnx(NULL, "store %s: the batch's transaction was rolled back", st->user);
+		batch_abort(st);
+		return false;
+	}
+	return true;
+}
+
+int index_op_begin(struct store *st, char **error_r)
+{
+	if (!st->batch) {
+		st->kw_blocked_folder = 0;
+		return index_begin(st, error_r);
+	}
+	if (!batch_alive(st))
+		return store_error(error_r, "store %s: the batch was rolled back", st->user);
+	return step_done(st, STMT_SAVEPOINT, "savepoint", error_r);
+}
+
+int index_op_commit(struct store *st, char **error_r)
+{
+	if (!st->batch)
+		return index_commit(st, error_r);
+	if (!batch_alive(st))
+		return store_error(error_r, "store %s: the batch was rolled back", st->user);
+	if (step_done(st, STMT_RELEASE, "release", error_r) < 0) {
+		index_op_rollback(st);
+		return -1;
+	}
+	return 0;
+}
+
+void index_op_rollback(struct store *st)
+{
+	if (!st->batch) {
+		index_rollback(st);
+		return;
+	}
+	if (!batch_alive(st))
+		return;
+	char *err = NULL;
+	if (step_done(st, STMT_ROLLBACK_TO, "rollback to", &err) < 0 ||
+	    step_done(st, STMT_RELEASE, "release", &err) < 0) {
+		log_warnx(NULL, "store %s: %s", st->user, err);
+		free(err);
+	}
 }
 
 int index_commit(struct store *st, char **error_r)
@@ -429,6 +559,7 @@ int index_msg_get(struct store *st, int64_t folder_id, uint32_t uid, struct msg_
 	row->verdict = col_strdup(q, 8);
 	row->score = sqlite3_column_double(q, 9);
 	row->learned = col_strdup(q, 10);
+	row->keywords = col_strdup(q, 11);
 	sqlite3_reset(q);
 	if (row->base == NULL) {
 		msg_row_free(row);
@@ -442,7 +573,8 @@ void msg_row_free(struct msg_row *row)
 	free(row->base);
 	free(row->verdict);
 	free(row->learned);
-	row->base = row->verdict = row->learned = NULL;
+	free(row->keywords);
+	row->base = row->verdict = row->learned = row->keywords = NULL;
 }
 
 int index_msg_insert(struct store *st, int64_t folder_id, uint32_t uid, uint64_t modseq,
@@ -464,6 +596,7 @@ int index_msg_insert(struct store *st, int64_t folder_id, uint32_t uid, uint64_t
 	sqlite3_bind_double(q, 12, m->score);
 	if (m->learned != NULL)
 		sqlite3_bind_text(q, 13, m->learned, -1, SQLITE_STATIC);
+	sqlite3_bind_text(q, 14, m->keywords != NULL ? m->keywords : "", -1, SQLITE_STATIC);
 	if (sqlite3_step(q) != SQLITE_ROW)
 		return index_fail(st, q, "message insert", error_r);
 	*uid_r = (uint32_t)sqlite3_column_int64(q, 0);
@@ -476,8 +609,8 @@ int index_msg_insert(struct store *st, int64_t folder_id, uint32_t uid, uint64_t
 }
 
 int index_msg_set_file(struct store *st, int64_t folder_id, uint32_t uid, bool in_new,
-		       unsigned flags, const char *xflags, bool bump, uint64_t *modseq_r,
-		       char **error_r)
+		       unsigned flags, const char *xflags, const char *keywords, bool bump,
+		       uint64_t *modseq_r, char **error_r)
 {
 	uint64_t modseq = 0;
 	if (bump) {
@@ -498,6 +631,8 @@ int index_msg_set_file(struct store *st, int64_t folder_id, uint32_t uid, bool i
 	sqlite3_bind_int(q, 4, (int)(flags & STORE_FLAGS_ALL));
 	sqlite3_bind_text(q, 5, xflags, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(q, 6, (int64_t)modseq);
+	if (keywords != NULL)
+		sqlite3_bind_text(q, 7, keywords, -1, SQLITE_STATIC);
 	if (sqlite3_step(q) != SQLITE_DONE)
 		return index_fail(st, q, "message update", error_r);
 	sqlite3_reset(q);

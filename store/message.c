@@ -227,14 +227,14 @@ int store_deliver(struct store *st, const char *folder, struct store_tmp *tmp,
 	uint32_t uid, got;
 	uint64_t modseq;
 	ret = -1;
-	if (index_begin(st, error_r) < 0)
+	if (index_op_begin(st, error_r) < 0)
 		goto done;
 	if (index_bump_uid(st, folder_row.id, &uid, &modseq, error_r) < 0 ||
 	    index_msg_insert(st, folder_row.id, uid, modseq, &m, &got, error_r) < 0) {
-		index_rollback(st);
+		index_op_rollback(st);
 		goto done;
 	}
-	if (index_commit(st, error_r) < 0)
+	if (index_op_commit(st, error_r) < 0)
 		goto done;
 	if (uid_r != NULL)
 		*uid_r = got;
@@ -268,9 +268,85 @@ struct msg_item {
 	struct store_msg m;
 	char *verdict;
 	char *base;
+	char *keywords;
 	bool in_new;
 	char xflags[STORE_XFLAGS_SIZE];
 };
+
+/* One row of STMT_MSG_RANGE (MSG_COLS) into an item. */
+static void item_read(sqlite3_stmt *q, struct msg_item *it)
+{
+	const unsigned char *s;
+	it->m.uid = (uint32_t)sqlite3_column_int64(q, 0);
+	s = sqlite3_column_text(q, 1);
+	it->base = xstrdup(s ? (const char *)s : "");
+	it->in_new = sqlite3_column_int(q, 2) != 0;
+	it->m.flags = (unsigned)sqlite3_column_int(q, 3) & STORE_FLAGS_ALL;
+	s = sqlite3_column_text(q, 4);
+	str_copy(it->xflags, s ? (const char *)s : "", sizeof(it->xflags));
+	it->m.modseq = (uint64_t)sqlite3_column_int64(q, 5);
+	it->m.size = (uint64_t)sqlite3_column_int64(q, 6);
+	it->m.vsize = (uint64_t)sqlite3_column_int64(q, 7);
+	it->m.internaldate = sqlite3_column_int64(q, 8);
+	s = sqlite3_column_text(q, 9);
+	it->verdict = s ? xstrdup((const char *)s) : NULL;
+	it->m.verdict = it->verdict;
+	it->m.score = sqlite3_column_double(q, 10);
+	s = sqlite3_column_text(q, 11);
+	it->keywords = xstrdup(s ? (const char *)s : "");
+	it->m.keywords = it->keywords;
+}
+
+/* Call back for the items read (the statement is no longer running, so
+ * cb may use the store), and free them.  Returns ret, or cb's result. */
+static int items_emit(struct msg_item *items, size_t n, const char *fdir, int ret,
+		      int (*cb)(const struct store_msg *m, void *arg), void *arg)
+{
+	for (size_t i = 0; i < n; i++) {
+		struct msg_item *it = &items[i];
+		char *path = maildir_msg_path(fdir, it->base, it->in_new, it->m.flags, it->xflags);
+		it->m.path = path;
+		if (ret == 0)
+			ret = cb(&it->m, arg);
+		free(path);
+		free(it->base);
+		free(it->verdict);
+		free(it->keywords);
+	}
+	return ret;
+}
+
+/* Read the rows uid_first..uid_last into items (at most max).  With want
+ * (sorted, nwant of them), only those UIDs.  0 or -1. */
+static int items_range(struct store *st, int64_t folder_id, int64_t uid_first, int64_t uid_last,
+		       const uint32_t *want, size_t nwant, struct msg_item *items, size_t max,
+		       size_t *n_r, char **error_r)
+{
+	size_t n = 0, w = 0;
+	sqlite3_stmt *q = index_stmt(st, STMT_MSG_RANGE);
+	sqlite3_bind_int64(q, 1, folder_id);
+	sqlite3_bind_int64(q, 2, uid_first);
+	sqlite3_bind_int64(q, 3, uid_last);
+	sqlite3_bind_int64(q, 4, want != NULL ? -1 : (int64_t)max);
+	int rc = SQLITE_DONE;
+	while (n < max && (rc = sqlite3_step(q)) == SQLITE_ROW) {
+		if (want != NULL) {
+			uint32_t uid = (uint32_t)sqlite3_column_int64(q, 0);
+			while (w < nwant && want[w] < uid)
+				w++;
+			if (w == nwant)
+				break;
+			if (want[w] != uid)
+				continue;
+		}
+		item_read(q, &items[n++]);
+	}
+	*n_r = n;
+	if (n < max && rc != SQLITE_DONE && rc != SQLITE_ROW)
+		return index_fail(st, q, "message list", error_r);
+	sqlite3_reset(q);
+	return 0;
+}
 
 int store_messages(struct store *st, const char *folder, uint32_t uid_first, uint32_t uid_last,
 		   int (*cb)(const struct store_msg *m, void *arg), void *arg, char **error_r)
@@ -285,51 +361,112 @@ int store_messages(struct store *st, const char *folder, uint32_t uid_first, uin
 	int ret = 0;
 	while (ret == 0 && next <= last) {
 		size_t n = 0;
-		sqlite3_stmt *q = index_stmt(st, STMT_MSG_RANGE);
-		sqlite3_bind_int64(q, 1, row.id);
-		sqlite3_bind_int64(q, 2, next);
-		sqlite3_bind_int64(q, 3, last);
-		sqlite3_bind_int(q, 4, LIST_BATCH);
-		int rc;
-		while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
-			struct msg_item *it = &items[n++];
-			const unsigned char *s;
-			it->m.uid = (uint32_t)sqlite3_column_int64(q, 0);
-			s = sqlite3_column_text(q, 1);
-			it->base = xstrdup(s ? (const char *)s : "");
-			it->in_new = sqlite3_column_int(q, 2) != 0;
-			it->m.flags = (unsigned)sqlite3_column_int(q, 3) & STORE_FLAGS_ALL;
-			s = sqlite3_column_text(q, 4);
-			str_copy(it->xflags, s ? (const char *)s : "", sizeof(it->xflags));
-			it->m.modseq = (uint64_t)sqlite3_column_int64(q, 5);
-			it->m.size = (uint64_t)sqlite3_column_int64(q, 6);
-			it->m.vsize = (uint64_t)sqlite3_column_int64(q, 7);
-			it->m.internaldate = sqlite3_column_int64(q, 8);
-			s = sqlite3_column_text(q, 9);
-			it->verdict = s ? xstrdup((const char *)s) : NULL;
-			it->m.verdict = it->verdict;
-			it->m.score = sqlite3_column_double(q, 10);
-		}
-		if (rc != SQLITE_DONE)
-			ret = index_fail(st, q, "message list", error_r);
-		sqlite3_reset(q);
-		for (size_t i = 0; i < n; i++) {
-			struct msg_item *it = &items[i];
-			char *path = maildir_msg_path(fdir, it->base, it->in_new, it->m.flags,
-						      it->xflags);
-			it->m.path = path;
-			if (ret == 0)
-				ret = cb(&it->m, arg);
-			free(path);
-			free(it->base);
-			free(it->verdict);
-		}
+		ret = items_range(st, row.id, next, last, NULL, 0, items, LIST_BATCH, &n, error_r);
+		uint32_t last_uid = n > 0 ? items[n - 1].m.uid : 0;
+		ret = items_emit(items, n, fdir, ret, cb, arg);
 		if (n < LIST_BATCH)
 			break;
-		next = (int64_t)items[n - 1].m.uid + 1;
+		next = (int64_t)last_uid + 1;
 	}
 	free(items);
 	free(fdir);
+	folder_row_free(&row);
+	return ret;
+}
+
+static int uid_cmp(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+/* The UIDs of a query with one int64 parameter ?2 besides the folder. */
+static int query_uids(struct store *st, enum store_stmt which, int64_t folder_id, bool with_arg,
+		      int64_t arg, uint32_t **uids_r, size_t *n_r, char **error_r)
+{
+	uint32_t *uids = NULL;
+	size_t n = 0, cap = 0;
+	sqlite3_stmt *q = index_stmt(st, which);
+	sqlite3_bind_int64(q, 1, folder_id);
+	if (with_arg)
+		sqlite3_bind_int64(q, 2, arg);
+	int rc;
+	while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+		if (n == cap) {
+			cap = cap ? cap * 2 : 256;
+			uids = xrealloc(uids, cap * sizeof(*uids));
+		}
+		uids[n++] = (uint32_t)sqlite3_column_int64(q, 0);
+	}
+	if (rc != SQLITE_DONE) {
+		free(uids);
+		return index_fail(st, q, "message uids", error_r);
+	}
+	sqlite3_reset(q);
+	*uids_r = uids;
+	*n_r = n;
+	return 0;
+}
+
+int store_uids(struct store *st, const char *folder, uint32_t **uids_r, size_t *n_r,
+	       char **error_r)
+{
+	*uids_r = NULL;
+	*n_r = 0;
+	struct folder_row row;
+	if (index_folder_find(st, folder, &row, error_r) < 0)
+		return -1;
+	int ret = query_uids(st, STMT_MSG_UIDS, row.id, false, 0, uids_r, n_r, error_r);
+	folder_row_free(&row);
+	return ret;
+}
+
+int store_changes(struct store *st, const char *folder, uint64_t since_modseq,
+		  int (*cb)(const struct store_msg *m, void *arg), void *arg, char **error_r)
+{
+	struct folder_row row;
+	if (index_folder_find(st, folder, &row, error_r) < 0)
+		return -1;
+	if (since_modseq > INT64_MAX)
+		since_modseq = INT64_MAX;
+	/* The changed UIDs from the (folder, modseq) index first: at a sync
+	 * point there are few or none, and the folder is not scanned. */
+	uint32_t *uids = NULL;
+	size_t nuids = 0;
+	int ret = query_uids(st, STMT_MSG_CHANGED, row.id, true, (int64_t)since_modseq, &uids,
+			     &nuids, error_r);
+	if (ret < 0 || nuids == 0) {
+		folder_row_free(&row);
+		return ret;
+	}
+	qsort(uids, nuids, sizeof(*uids), uid_cmp);
+	char *fdir = folder_dir(st, row.name);
+	struct msg_item *items = xcalloc(LIST_BATCH, sizeof(*items));
+	for (size_t done = 0; ret == 0 && done < nuids;) {
+		size_t chunk = nuids - done < LIST_BATCH ? nuids - done : LIST_BATCH;
+		const uint32_t *want = uids + done;
+		uint32_t first = want[0], last = want[chunk - 1];
+		size_t n = 0;
+		if ((uint64_t)(last - first) < 4 * (uint64_t)chunk) {
+			/* dense: one range read */
+			ret = items_range(st, row.id, first, last, want, chunk, items, LIST_BATCH,
+					  &n, error_r);
+		} else {
+			for (size_t i = 0; i < chunk && ret == 0; i++) {
+				size_t got = 0;
+				ret = items_range(st, row.id, want[i], want[i], NULL, 0, items + n, 1,
+						  &got, error_r);
+				n += got;
+			}
+		}
+		/* A row changed again after the UID query is reported as it
+		 * is now; one expunged since is left out. */
+		ret = items_emit(items, n, fdir, ret, cb, arg);
+		done += chunk;
+	}
+	free(items);
+	free(fdir);
+	free(uids);
 	folder_row_free(&row);
 	return ret;
 }
@@ -353,16 +490,26 @@ static int reopen_moved(struct store *st, const struct folder_row *folder,
 	struct maildir_name n;
 	if (fd >= 0 && maildir_name_parse(fname, &n) == 1) {
 		char *err = NULL;
-		if (index_begin(st, &err) == 0) {
+		const char *xflags = n.has_info ? n.xflags : "";
+		if (index_op_begin(st, &err) == 0) {
 			struct msg_row cur;
-			if (index_msg_get(st, folder->id, row->uid, &cur, &err) == 1 &&
-			    strcmp(cur.base, row->base) == 0 &&
+			char *kw = NULL;
+			const struct kwmap *map;
+			int r = index_msg_get(st, folder->id, row->uid, &cur, &err);
+			if (r == 1 && strcmp(cur.xflags, xflags) != 0 &&
+			    (kw_has_letters(cur.xflags) || kw_has_letters(xflags))) {
+				r = kwmap_get(st, fdir, &map, &err) < 0 ? -1 : 1;
+				if (r == 1)
+					kw = kw_from_letters(map, cur.keywords, xflags);
+			}
+			if (r == 1 && strcmp(cur.base, row->base) == 0 &&
 			    index_msg_set_file(st, folder->id, row->uid, in_new,
-					       n.has_info ? n.flags : 0, n.has_info ? n.xflags : "",
-					       true, NULL, &err) == 0)
-				(void)index_commit(st, &err);
+					       n.has_info ? n.flags : 0, xflags, kw, true, NULL,
+					       &err) == 0)
+				(void)index_op_commit(st, &err);
 			else
-				index_rollback(st);
+				index_op_rollback(st);
+			free(kw);
 			msg_row_free(&cur);
 		}
 		free(err);
@@ -445,24 +592,48 @@ static int locate(const char *fdir, struct msg_row *row, char **path_r, char **e
 	return 1;
 }
 
-int store_set_flags(struct store *st, const char *folder, uint32_t uid, unsigned flags,
-		    uint64_t *modseq_r, char **error_r)
+/* The keywords of a message whose file is as locate() found it: as the
+ * index says, or read back from the letters when another tool renamed
+ * the file (index_xflags: what the index had).  malloc'd, or NULL with
+ * *error_r. */
+static char *keywords_now(struct store *st, const char *fdir, const struct msg_row *row,
+			  const char *index_xflags, char **error_r)
+{
+	if (strcmp(index_xflags, row->xflags) == 0 ||
+	    (!kw_has_letters(index_xflags) && !kw_has_letters(row->xflags)))
+		return xstrdup(row->keywords != NULL ? row->keywords : "");
+	const struct kwmap *map;
+	if (kwmap_get(st, fdir, &map, error_r) < 0)
+		return NULL;
+	return kw_from_letters(map, row->keywords, row->xflags);
+}
+
+int store_set_flags_kw(struct store *st, const char *folder, uint32_t uid, unsigned flags,
+		       const char *keywords, uint64_t unchangedsince, uint64_t *modseq_r,
+		       char **error_r)
 {
 	struct folder_row frow;
 	if (index_folder_find(st, folder, &frow, error_r) < 0)
 		return -1;
 	flags &= STORE_FLAGS_ALL;
 	char *fdir = folder_dir(st, frow.name);
-	char *from = NULL, *to = NULL;
+	char *from = NULL, *to = NULL, *cur_kw = NULL, *new_kw = NULL;
 	struct msg_row row = { 0 };
 	int ret = -1;
-	if (index_begin(st, error_r) < 0)
+	if (index_op_begin(st, error_r) < 0)
 		goto done;
 	int r = index_msg_get(st, frow.id, uid, &row, error_r);
 	if (r == 0)
 		store_error(error_r, "no such message: %s UID %u", log_str(frow.name), uid);
 	if (r <= 0)
 		goto rollback;
+	if (unchangedsince != 0 && row.modseq > unchangedsince) {
+		/* RFC 7162 section 3.1.3: changed since the client looked. */
+		if (modseq_r != NULL)
+			*modseq_r = row.modseq;
+		ret = 0;
+		goto rollback;
+	}
 	unsigned old_flags = row.flags;
 	bool old_in_new = row.in_new;
 	char old_xflags[STORE_XFLAGS_SIZE];
@@ -472,47 +643,79 @@ int store_set_flags(struct store *st, const char *folder, uint32_t uid, unsigned
 		store_error(error_r, "message file vanished: %s UID %u", log_str(frow.name), uid);
 	if (r <= 0)
 		goto rollback;
+	cur_kw = keywords_now(st, fdir, &row, old_xflags, error_r);
+	if (cur_kw == NULL)
+		goto rollback;
+	if (keywords == NULL) {
+		new_kw = xstrdup(cur_kw);
+	} else {
+		const struct kwmap *map = NULL;
+		if (keywords[0] != '\0' && kwmap_get(st, fdir, &map, error_r) < 0)
+			goto rollback;
+		if (kw_normalize(keywords, map, &new_kw, error_r) < 0)
+			goto rollback;
+		if (kw_equal(new_kw, cur_kw)) { /* the same set: keep its spelling */
+			free(new_kw);
+			new_kw = xstrdup(cur_kw);
+		}
+	}
+	char xflags[STORE_XFLAGS_SIZE];
+	if (kw_letters(st, frow.id, fdir, new_kw, row.xflags, false, xflags, error_r) < 0)
+		goto rollback;
 	/* Any change makes it a cur/ file ("seen by a client"). */
-	to = maildir_msg_path(fdir, row.base, false, flags, row.xflags);
+	to = maildir_msg_path(fdir, row.base, false, flags, xflags);
 	bool renamed = strcmp(from, to) != 0;
 	if (renamed && rename(from, to) < 0) {
 		store_error(error_r, "rename(%s, %s): %s", from, to, strerror(errno));
 		goto rollback;
 	}
-	bool bump = flags != old_flags || flags != row.flags;
+	bool bump = flags != old_flags || flags != row.flags || !kw_equal(new_kw, row.keywords) ||
+		    !kw_equal(new_kw, cur_kw);
+	bool kw_text = strcmp(new_kw, row.keywords != NULL ? row.keywords : "") != 0;
 	uint64_t modseq = row.modseq;
-	if ((renamed || bump || old_in_new || strcmp(old_xflags, row.xflags) != 0) &&
-	    index_msg_set_file(st, frow.id, uid, false, flags, row.xflags, bump, &modseq,
+	if ((renamed || bump || kw_text || old_in_new || strcmp(old_xflags, xflags) != 0) &&
+	    index_msg_set_file(st, frow.id, uid, false, flags, xflags, new_kw, bump, &modseq,
 			       error_r) < 0) {
 		if (renamed && rename(to, from) < 0)
 			log_warn(NULL, "store %s: rename(%s, %s)", st->user, to, from);
 		goto rollback;
 	}
-	if (index_commit(st, error_r) < 0) {
+	if (index_op_commit(st, error_r) < 0) {
 		/* Put the file back; if that fails too, recovery and
 		 * store_message_open find it by its base name. */
 		if (renamed && rename(to, from) < 0)
 			log_warn(NULL, "store %s: rename(%s, %s)", st->user, to, from);
 		goto done;
 	}
+	if (renamed && st->batch)
+		batch_undo_add(st, from, to);
 	if (modseq_r != NULL)
 		*modseq_r = modseq;
-	ret = 0;
+	ret = 1;
 	goto done;
 rollback:
-	index_rollback(st);
+	index_op_rollback(st);
 done:
 	msg_row_free(&row);
 	free(from);
 	free(to);
+	free(cur_kw);
+	free(new_kw);
 	free(fdir);
 	folder_row_free(&frow);
 	return ret;
 }
 
-/* Copy (a hard link under a new unique base, same flags, date, verdict,
- * score and training state) and, for a move, expunge the source: all in
- * one transaction. */
+int store_set_flags(struct store *st, const char *folder, uint32_t uid, unsigned flags,
+		    uint64_t *modseq_r, char **error_r)
+{
+	return store_set_flags_kw(st, folder, uid, flags, NULL, 0, modseq_r, error_r) < 0 ? -1 : 0;
+}
+
+/* Copy (a hard link under a new unique base, same flags, keywords, date,
+ * verdict, score, training state and MIME cache) and, for a move, expunge
+ * the source: all in one transaction.  The keyword letters are those of
+ * the destination folder. */
 static int copy_msg(struct store *st, const char *folder, uint32_t uid, const char *dest,
 		    bool expunge, uint32_t *uid_r, char **error_r)
 {
@@ -524,28 +727,38 @@ static int copy_msg(struct store *st, const char *folder, uint32_t uid, const ch
 		return -1;
 	}
 	char *sdir = folder_dir(st, src.name), *ddir = folder_dir(st, dst.name);
-	char *from = NULL, *base = NULL, *fname = NULL, *to = NULL;
+	char *from = NULL, *base = NULL, *fname = NULL, *to = NULL, *kw = NULL;
 	struct msg_row row = { 0 };
 	int ret = -1;
 	bool linked = false;
-	if (index_begin(st, error_r) < 0)
+	if (index_op_begin(st, error_r) < 0)
 		goto done;
 	int r = index_msg_get(st, src.id, uid, &row, error_r);
 	if (r == 0)
 		store_error(error_r, "no such message: %s UID %u", log_str(src.name), uid);
 	if (r <= 0)
 		goto rollback;
+	char index_xflags[STORE_XFLAGS_SIZE];
+	memcpy(index_xflags, row.xflags, sizeof(index_xflags));
 	r = locate(sdir, &row, &from, error_r);
 	if (r == 0)
 		store_error(error_r, "message file vanished: %s UID %u", log_str(src.name), uid);
 	if (r <= 0)
+		goto rollback;
+	kw = keywords_now(st, sdir, &row, index_xflags, error_r);
+	if (kw == NULL)
+		goto rollback;
+	char xflags[STORE_XFLAGS_SIZE];
+	if (src.id == dst.id)
+		memcpy(xflags, row.xflags, sizeof(xflags));
+	else if (kw_letters(st, dst.id, ddir, kw, row.xflags, true, xflags, error_r) < 0)
 		goto rollback;
 
 	char *unique = maildir_unique(st);
 	base = xasprintf("%s,S=%llu,W=%llu", unique, (unsigned long long)row.size,
 			 (unsigned long long)row.vsize);
 	free(unique);
-	fname = maildir_file_name(base, row.in_new, row.flags, row.xflags);
+	fname = maildir_file_name(base, row.in_new, row.flags, xflags);
 	if (link_durable(st, from, ddir, row.in_new, fname, error_r) < 0)
 		goto rollback;
 	linked = true;
@@ -553,11 +766,23 @@ static int copy_msg(struct store *st, const char *folder, uint32_t uid, const ch
 
 	struct msg_row m = row;
 	m.base = base;
+	m.keywords = kw;
+	memcpy(m.xflags, xflags, sizeof(m.xflags));
 	uint32_t new_uid, got;
 	uint64_t modseq;
 	if (index_bump_uid(st, dst.id, &new_uid, &modseq, error_r) < 0 ||
 	    index_msg_insert(st, dst.id, new_uid, modseq, &m, &got, error_r) < 0)
 		goto rollback;
+	sqlite3_stmt *q = index_stmt(st, STMT_CACHE_COPY);
+	sqlite3_bind_int64(q, 1, src.id);
+	sqlite3_bind_int64(q, 2, uid);
+	sqlite3_bind_int64(q, 3, dst.id);
+	sqlite3_bind_int64(q, 4, got);
+	if (sqlite3_step(q) != SQLITE_DONE) {
+		index_fail(st, q, "cache copy", error_r);
+		goto rollback;
+	}
+	sqlite3_reset(q);
 	if (expunge) {
 		if (index_msg_delete(st, src.id, uid, error_r) < 0)
 			goto rollback;
@@ -569,22 +794,25 @@ static int copy_msg(struct store *st, const char *folder, uint32_t uid, const ch
 			goto rollback;
 		}
 	}
-	if (index_commit(st, error_r) < 0) {
+	if (index_op_commit(st, error_r) < 0) {
 		/* For a move the source is gone: keep the copy, which
 		 * recovery indexes.  For a copy, undo it. */
 		if (!expunge && unlink(to) < 0)
 			log_warn(NULL, "store %s: unlink(%s)", st->user, to);
 		goto done;
 	}
+	if (!expunge && st->batch)
+		batch_undo_add(st, NULL, to);
 	if (uid_r != NULL)
 		*uid_r = got;
 	ret = 0;
 	goto done;
 rollback:
-	index_rollback(st);
+	index_op_rollback(st);
 	if (linked && unlink(to) < 0)
 		log_warn(NULL, "store %s: unlink(%s)", st->user, to);
 done:
+	free(kw);
 	msg_row_free(&row);
 	free(from);
 	free(base);
@@ -618,7 +846,7 @@ int store_expunge(struct store *st, const char *folder, uint32_t uid, char **err
 	char *path = NULL;
 	struct msg_row row = { 0 };
 	int ret = -1;
-	if (index_begin(st, error_r) < 0)
+	if (index_op_begin(st, error_r) < 0)
 		goto done;
 	int r = index_msg_get(st, frow.id, uid, &row, error_r);
 	if (r == 0)
@@ -637,10 +865,10 @@ int store_expunge(struct store *st, const char *folder, uint32_t uid, char **err
 	 * recovery scan drops. */
 	if (index_msg_delete(st, frow.id, uid, error_r) < 0)
 		goto rollback;
-	ret = index_commit(st, error_r);
+	ret = index_op_commit(st, error_r);
 	goto done;
 rollback:
-	index_rollback(st);
+	index_op_rollback(st);
 done:
 	msg_row_free(&row);
 	free(path);

@@ -9,7 +9,8 @@
  *     rows of non-special folders whose directory is gone are dropped;
  *   - per folder, new/ and cur/ are read once: files the index lacks get
  *     the next UIDs (in mtime order), files renamed by another tool have
- *     their row updated (flags, location, new MODSEQ);
+ *     their row updated (flags, location, new MODSEQ); lower-case letters
+ *     are keywords through the folder's dovecot-keywords (keywords.c);
  *   - rows whose file is in neither directory are checked again with a
  *     second readdir pass (a rename by another tool may have hidden the
  *     file from the first), and only then deleted.
@@ -36,6 +37,7 @@ struct rec {
 	bool in_new;
 	unsigned flags;
 	char xflags[STORE_XFLAGS_SIZE];
+	char *keywords;
 	bool seen;
 };
 
@@ -51,6 +53,7 @@ struct scan {
 	struct store *st;
 	int64_t folder_id;
 	const char *dir;
+	const struct kwmap *map; /* the folder's keyword letters */
 	struct rec *recs;
 	size_t nrecs;
 	struct found *found;
@@ -94,6 +97,8 @@ static int load_recs(struct scan *sc, char **error_r)
 		r->flags = (unsigned)sqlite3_column_int(q, 3) & STORE_FLAGS_ALL;
 		const unsigned char *x = sqlite3_column_text(q, 4);
 		str_copy(r->xflags, x ? (const char *)x : "", sizeof(r->xflags));
+		const unsigned char *kw = sqlite3_column_text(q, 5);
+		r->keywords = xstrdup(kw ? (const char *)kw : "");
 	}
 	if (rc != SQLITE_DONE)
 		return index_fail(st, q, "message scan", error_r);
@@ -112,8 +117,13 @@ static int rec_update(struct scan *sc, struct rec *r, bool in_new, const struct 
 	if (r->in_new == in_new && r->flags == flags && strcmp(r->xflags, xflags) == 0)
 		return 0;
 	bool bump = r->flags != flags || strcmp(r->xflags, xflags) != 0;
-	if (index_msg_set_file(sc->st, sc->folder_id, r->uid, in_new, flags, xflags, bump, NULL,
-			       error_r) < 0)
+	char *kw = NULL;
+	if (strcmp(r->xflags, xflags) != 0 && (kw_has_letters(r->xflags) || kw_has_letters(xflags)))
+		kw = kw_from_letters(sc->map, r->keywords, xflags);
+	int ret = index_msg_set_file(sc->st, sc->folder_id, r->uid, in_new, flags, xflags, kw, bump,
+				     NULL, error_r);
+	free(kw);
+	if (ret < 0)
 		return -1;
 	r->in_new = in_new;
 	r->flags = flags;
@@ -283,10 +293,14 @@ static int add_files(struct scan *sc, char **error_r)
 			.internaldate = f->mtime,
 		};
 		str_copy(m.xflags, f->in_new ? "" : f->name.xflags, sizeof(m.xflags));
+		m.keywords = kw_from_letters(sc->map, "", m.xflags);
 		uint32_t uid, got;
 		uint64_t modseq;
-		if (index_bump_uid(sc->st, sc->folder_id, &uid, &modseq, error_r) < 0 ||
-		    index_msg_insert(sc->st, sc->folder_id, uid, modseq, &m, &got, error_r) < 0)
+		int r = index_bump_uid(sc->st, sc->folder_id, &uid, &modseq, error_r);
+		if (r == 0)
+			r = index_msg_insert(sc->st, sc->folder_id, uid, modseq, &m, &got, error_r);
+		free(m.keywords);
+		if (r < 0)
 			return -1;
 	}
 	return 0;
@@ -297,7 +311,7 @@ static int scan_folder(struct store *st, int64_t folder_id, const char *name, ch
 	char *dir = folder_dir(st, name);
 	struct scan sc = { .st = st, .folder_id = folder_id, .dir = dir };
 	int ret = -1;
-	if (load_recs(&sc, error_r) < 0)
+	if (kwmap_get(st, dir, &sc.map, error_r) < 0 || load_recs(&sc, error_r) < 0)
 		goto done;
 	/* new/ before cur/: a client moves files from new/ to cur/, so a
 	 * file cannot slip between the two reads that way. */
@@ -320,8 +334,10 @@ static int scan_folder(struct store *st, int64_t folder_id, const char *name, ch
 	}
 	ret = 0;
 done:
-	for (size_t i = 0; i < sc.nrecs; i++)
+	for (size_t i = 0; i < sc.nrecs; i++) {
 		free(sc.recs[i].base);
+		free(sc.recs[i].keywords);
+	}
 	free(sc.recs);
 	for (size_t i = 0; i < sc.nfound; i++) {
 		free(sc.found[i].fname);

@@ -7,12 +7,16 @@
  *   recover.c  the recovery scan of store_open
  *   folder.c   folder list/create/delete/rename/subscribe
  *   message.c  delivery, reading, flags, copy/move/expunge
+ *   keywords.c IMAP keywords: validation, the dovecot-keywords letters
+ *   sync.c     batches, UID lists and changes, \Recent, the MIME cache
  *
  * Locking: every change to the index, and every rename/unlink of a message
  * file that the index knows, happens inside one BEGIN IMMEDIATE
  * transaction (the SQLite write lock serialises stores of the same user in
  * all threads and processes).  Only the link of a new delivery happens
  * before the lock is taken, so that the directory fsync is not serialised.
+ * Inside a batch (store_batch_begin) that one transaction spans many
+ * operations, each of them a SAVEPOINT (index_op_begin and friends).
  */
 #ifndef STORE_PRIVATE_H
 #define STORE_PRIVATE_H
@@ -23,8 +27,10 @@
 #include <sqlite3.h>
 #include <sys/types.h>
 
-#define STORE_SCHEMA_VERSION 1
+#define STORE_SCHEMA_VERSION 2
 #define STORE_BUSY_TIMEOUT_MS 10000
+/* A MIME cache write waits at most this long for the write lock. */
+#define STORE_CACHE_BUSY_MS 100
 /* Maildir: tmp/ files older than this are abandoned. */
 #define STORE_TMP_MAX_AGE (36 * 3600)
 #define STORE_FOLDER_NAME_MAX 255
@@ -35,11 +41,19 @@
 #define STORE_XFLAGS_SIZE 100
 /* Prefix of a folder directory being deleted (never a valid folder). */
 #define STORE_TRASH_PREFIX "..deleted."
+/* Keyword letters a..z and the file that names them (Dovecot's). */
+#define STORE_KW_LETTERS 26
+#define STORE_KW_FILE "dovecot-keywords"
+/* dovecot-keywords maps cached per store (folders in use at once). */
+#define STORE_KW_CACHE_SLOTS 4
 
 enum store_stmt {
 	STMT_BEGIN,
 	STMT_COMMIT,
-	STMT_ROLLBACK,
+	STMT_SAVEPOINT,
+	STMT_RELEASE,
+	STMT_ROLLBACK_TO,
+	STMT_ROLLBACK, /* the last one that needs no tables */
 	STMT_FOLDER_GET,
 	STMT_FOLDER_ALL,
 	STMT_FOLDER_LIST,
@@ -60,7 +74,39 @@ enum store_stmt {
 	STMT_MSG_SCAN,
 	STMT_META_GET,
 	STMT_META_SET,
+	STMT_FOLDER_RECENT_GET,
+	STMT_FOLDER_RECENT_SET,
+	STMT_MSG_UIDS,
+	STMT_MSG_CHANGED,
+	STMT_MSG_KEYWORD_SETS,
+	STMT_MSG_KEYWORD_USED,
+	STMT_MSG_XFLAG_SETS,
+	STMT_CACHE_GET,
+	STMT_CACHE_SET,
+	STMT_CACHE_COPY,
 	STMT_COUNT
+};
+
+/* The letters of one folder's dovecot-keywords: name[i] is letter 'a'+i. */
+struct kwmap {
+	char *name[STORE_KW_LETTERS]; /* NULL: letter free */
+};
+
+/* A dovecot-keywords as last read, valid while the file is unchanged. */
+struct kwcache {
+	char *dir;         /* the folder directory; NULL: slot empty */
+	bool exists;
+	dev_t dev;
+	ino_t ino;
+	int64_t mtime_ns;
+	int64_t size;
+	struct kwmap map;
+};
+
+/* A file change of an operation inside a batch, undone when the batch's
+ * COMMIT fails: rename(to, from), or unlink(to) when from is NULL. */
+struct batch_undo {
+	char *from, *to;
 };
 
 struct store {
@@ -70,6 +116,17 @@ struct store {
 	sqlite3 *db;
 	sqlite3_stmt *stmt[STMT_COUNT];
 	char *fi_name;    /* store_folder_info's borrowed name */
+	bool batch;       /* inside store_batch_begin .. store_batch_end */
+	bool batch_lost;  /* SQLite rolled the batch's transaction back */
+	struct batch_undo *undo;
+	size_t nundo, undo_cap;
+	struct kwcache kw[STORE_KW_CACHE_SLOTS];
+	unsigned kw_next; /* the slot to reuse next */
+	/* Letters of a folder's file names that no keyword names (a lower-
+	 * case letter of another tool): not given out; computed once per
+	 * operation, or per batch. */
+	int64_t kw_blocked_folder; /* 0: not computed */
+	uint32_t kw_blocked;
 };
 
 /* A folder row. */
@@ -96,6 +153,7 @@ struct msg_row {
 	char *verdict;
 	double score;
 	char *learned;
+	char *keywords;    /* normalised keyword list, "" or NULL for none */
 };
 
 /* ---------------------------------------------------------------- store.c */
@@ -125,9 +183,20 @@ void index_close(struct store *st);
 sqlite3_stmt *index_stmt(struct store *st, enum store_stmt which);
 /* Error "index: WHAT: sqlite message"; resets q when not NULL; -1. */
 int index_fail(struct store *st, sqlite3_stmt *q, const char *what, char **error_r);
+/* A transaction of its own (refused inside a batch). */
 int index_begin(struct store *st, char **error_r);
 int index_commit(struct store *st, char **error_r);
 void index_rollback(struct store *st);
+/* One message operation: a transaction of its own, or inside a batch a
+ * savepoint, so that a failure undoes only this operation. */
+int index_op_begin(struct store *st, char **error_r);
+int index_op_commit(struct store *st, char **error_r);
+void index_op_rollback(struct store *st);
+/* Inside a batch, after index_op_commit: remember a file change to undo
+ * if the batch does not commit (from NULL: a new link to remove). */
+void batch_undo_add(struct store *st, const char *from, const char *to);
+/* The batch's transaction is gone: put the files back, forget it. */
+void batch_abort(struct store *st);
 /* 1 found (row filled, free with folder_row_free), 0 not found, -1 error. */
 int index_folder_get(struct store *st, const char *name, struct folder_row *row, char **error_r);
 /* Like index_folder_get but a missing or invalid folder is an error;
@@ -151,11 +220,11 @@ void msg_row_free(struct msg_row *row);
  * an existing row's when (folder, base) was already there.  0 or -1. */
 int index_msg_insert(struct store *st, int64_t folder_id, uint32_t uid, uint64_t modseq,
 		     const struct msg_row *m, uint32_t *uid_r, char **error_r);
-/* Record where the file is now and its flags, with a new MODSEQ when
- * bump (inside a transaction).  0 or -1. */
+/* Record where the file is now, its flags and (unless NULL) keywords,
+ * with a new MODSEQ when bump (inside a transaction).  0 or -1. */
 int index_msg_set_file(struct store *st, int64_t folder_id, uint32_t uid, bool in_new,
-		       unsigned flags, const char *xflags, bool bump, uint64_t *modseq_r,
-		       char **error_r);
+		       unsigned flags, const char *xflags, const char *keywords, bool bump,
+		       uint64_t *modseq_r, char **error_r);
 /* Delete a message row and bump the folder's HIGHESTMODSEQ.  0 or -1. */
 int index_msg_delete(struct store *st, int64_t folder_id, uint32_t uid, char **error_r);
 
@@ -207,6 +276,39 @@ void maildir_clean_tmp(const struct store *st, const char *tmpdir);
 /* The recovery scan of store_open: folders on disk, files the index lacks,
  * rows whose file is gone, stale tmp/ files.  0 or -1. */
 int store_recover(struct store *st, char **error_r);
+
+/* ------------------------------------------------------------- keywords.c */
+
+/* The xflags of the index are the info letters of the file name other
+ * than D F R S T, as on disk: so the keyword letters are among them.  The
+ * keywords column is the truth for keywords; the letters follow it, except
+ * when another tool renamed a file (then the letters are read back). */
+
+/* Validate a space-separated keyword list and bring it into its one form:
+ * each keyword once (case-insensitively), in the spelling map has for it
+ * (map may be NULL), sorted case-insensitively.  *out_r malloc'd.  0 or
+ * -1 with *error_r. */
+int kw_normalize(const char *in, const struct kwmap *map, char **out_r, char **error_r);
+/* The same keyword set (case-insensitively; NULL is ""). */
+bool kw_equal(const char *a, const char *b);
+/* Does xflags carry a letter a..z? */
+bool kw_has_letters(const char *xflags);
+/* The map of folder directory fdir (cached; the pointer is valid until
+ * the next call).  A missing file is an empty map.  0 or -1. */
+int kwmap_get(struct store *st, const char *fdir, const struct kwmap **map_r, char **error_r);
+/* The keywords a file name with these xflags carries: the letters
+ * through map, plus the keywords of index_kw that have no letter (they
+ * live in the index only).  malloc'd, normalised. */
+char *kw_from_letters(const struct kwmap *map, const char *index_kw, const char *xflags);
+/* The xflags for a file with these keywords in folder (folder_id,
+ * fdir): xflags_in without the letters of keywords of this folder (all
+ * letters a..z when drop_letters: the letters of another folder), plus
+ * the letters of keywords; a keyword new to the folder gets a free letter
+ * and dovecot-keywords is rewritten (under the write lock).  0 or -1. */
+int kw_letters(struct store *st, int64_t folder_id, const char *fdir, const char *keywords,
+	       const char *xflags_in, bool drop_letters, char xflags_out[STORE_XFLAGS_SIZE],
+	       char **error_r);
+void kwcache_free(struct store *st);
 
 /* --------------------------------------------------------------- folder.c */
 

@@ -430,7 +430,13 @@ void store_close(struct store **stp)
 	struct store *st = *stp;
 	if (st == NULL)
 		return;
+	if (st->batch) {
+		log_warnx(NULL, "store %s: closed inside a batch: rolled back", st->user);
+		index_rollback(st);
+		batch_abort(st);
+	}
 	index_close(st);
+	kwcache_free(st);
 	free(st->root);
 	free(st->user);
 	free(st->host);

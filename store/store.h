@@ -48,6 +48,8 @@ struct store_folder_info {
 	uint32_t uidnext;
 	uint64_t highestmodseq;
 	uint32_t messages;
+	uint32_t recent;           /* messages with UID >= the \Recent mark */
+	uint32_t unseen;           /* messages without STORE_SEEN */
 	bool subscribed;
 };
 
@@ -61,6 +63,7 @@ struct store_msg {
 	const char *verdict;       /* what filterd delivered it as, or NULL */
 	double score;
 	const char *path;          /* absolute path of the file (borrowed) */
+	const char *keywords;      /* IMAP keywords, space-separated, "" when none (borrowed) */
 };
 
 /* Per-message facts recorded at delivery. */
@@ -131,11 +134,38 @@ int store_messages(struct store *st, const char *folder, uint32_t uid_first, uin
 int store_message_open(struct store *st, const char *folder, uint32_t uid, char **error_r);
 
 /* Replace the flags of a message (renames the file to match); the new
- * MODSEQ in *modseq_r (may be NULL). */
+ * MODSEQ in *modseq_r (may be NULL).  Keywords are kept. */
 int store_set_flags(struct store *st, const char *folder, uint32_t uid, unsigned flags,
 		    uint64_t *modseq_r, char **error_r);
+
+/* IMAP keywords (RFC 3501 flag-keyword): atoms without '\\', at most
+ * STORE_KEYWORD_MAX bytes, compared case-insensitively; kept with the
+ * spelling first given in the folder.  A keyword list is space-separated.
+ * In a file name the first 26 keywords of a folder are the letters a..z,
+ * mapped through the folder's "dovecot-keywords" file (as Dovecot and
+ * mutt read it); further keywords live in the index only. */
+#define STORE_KEYWORD_MAX 255
+bool store_keyword_valid(const char *keyword);
+/* Replace the flags, and the keywords unless keywords is NULL, of a
+ * message.  unchangedsince (RFC 7162 section 3.1.3), when not 0, refuses
+ * the change if the message's MODSEQ is greater.  Returns 1 done (the
+ * MODSEQ is bumped only when the flags or keywords really changed),
+ * 0 refused (nothing changed), -1 error (also: no such message, an
+ * invalid keyword).  *modseq_r (may be NULL): the message's MODSEQ after
+ * the call. */
+int store_set_flags_kw(struct store *st, const char *folder, uint32_t uid, unsigned flags,
+		       const char *keywords, uint64_t unchangedsince, uint64_t *modseq_r,
+		       char **error_r);
+/* The distinct keywords on the folder's messages (for FLAGS and
+ * PERMANENTFLAGS), added to *out (one spelling per keyword, sorted
+ * case-insensitively).  0 or -1. */
+struct strlist;
+int store_folder_keywords(struct store *st, const char *folder, struct strlist *out,
+			  char **error_r);
+
 /* Copy to another folder of the same store (a hard link), new UID in
- * *uid_r; flags, internal date and verdict are kept. */
+ * *uid_r; flags, keywords, internal date, verdict and the MIME cache are
+ * kept. */
 int store_copy(struct store *st, const char *folder, uint32_t uid, const char *dest,
 	       uint32_t *uid_r, char **error_r);
 /* Copy, then expunge the source. */
@@ -143,5 +173,50 @@ int store_move(struct store *st, const char *folder, uint32_t uid, const char *d
 	       uint32_t *uid_r, char **error_r);
 /* Remove a message: unlink the file, delete it from the index. */
 int store_expunge(struct store *st, const char *folder, uint32_t uid, char **error_r);
+
+/* Batches: store_set_flags(_kw), store_copy, store_move, store_expunge,
+ * store_claim_recent and store_append/store_deliver between begin and end
+ * share one index transaction (one BEGIN IMMEDIATE: the write lock is
+ * held until the end; use it for a STORE, COPY or EXPUNGE over many
+ * messages, never around waiting for a client).  Each operation is a
+ * savepoint: one that fails undoes only itself (its index changes and its
+ * file renames) and the batch goes on.  If the final COMMIT fails, renames
+ * are put back and copies removed, as for a single operation.  No
+ * nesting; folder create/delete/rename are refused inside a batch.
+ * store_close() of a store inside a batch rolls it back. */
+int store_batch_begin(struct store *st, char **error_r);
+int store_batch_end(struct store *st, char **error_r);
+bool store_in_batch(const struct store *st);
+
+/* Sync support.  Every change (delivery, flags, keywords, copy into,
+ * expunge) bumps the folder's HIGHESTMODSEQ, so a session that sees the
+ * same HIGHESTMODSEQ (and UIDVALIDITY) knows that nothing changed. */
+/* All UIDs of the folder in ascending order, in a malloc'd array (NULL
+ * when *n_r is 0). */
+int store_uids(struct store *st, const char *folder, uint32_t **uids_r, size_t *n_r,
+	       char **error_r);
+/* The messages whose MODSEQ is greater than since_modseq, in UID order;
+ * the callback contract of store_messages. */
+int store_changes(struct store *st, const char *folder, uint64_t since_modseq,
+		  int (*cb)(const struct store_msg *m, void *arg), void *arg, char **error_r);
+
+/* \Recent (RFC 3501 section 2.3.2): the folder keeps a mark R (1 at
+ * first).  This atomically reads R and sets the mark to the folder's
+ * UIDNEXT: the messages with UID >= *first_recent_r are \Recent for this
+ * caller, and for no other session that claims later. */
+int store_claim_recent(struct store *st, const char *folder, uint32_t *first_recent_r,
+		       char **error_r);
+
+/* MIME cache: the ENVELOPE, BODY and BODYSTRUCTURE strings the IMAP
+ * server computes once per message (they survive COPY and MOVE).
+ * get: 1 found (the strings malloc'd; one that was never set is NULL;
+ * any output pointer may be NULL), 0 not cached, -1 error.
+ * set: a NULL string keeps what is cached.  Best effort: it waits for
+ * the index write lock only briefly; -1 with *error_r means only that
+ * nothing was cached (log it and go on). */
+int store_msg_cache_get(struct store *st, const char *folder, uint32_t uid, char **envelope_r,
+			char **body_r, char **bodystructure_r, char **error_r);
+int store_msg_cache_set(struct store *st, const char *folder, uint32_t uid, const char *envelope,
+			const char *body, const char *bodystructure, char **error_r);
 
 #endif

@@ -26,6 +26,8 @@ tls_cert_file     = $var/tls/cert.pem
 tls_key_file      = $var/tls/key.pem
 smtp_listen       = 127.0.0.1:2525
 smtps_listen      = 127.0.0.1:2465
+imap_listen       = 127.0.0.1:1143
+imaps_listen      = 127.0.0.1:1993
 max_message_size  = 26214400
 CONF
 	echo "make run: wrote $conf"
@@ -51,14 +53,19 @@ cat <<TXT
   or with Python:
     /usr/bin/python3 -c 'import smtplib; smtplib.SMTP("127.0.0.1", 2525).sendmail("you@sender.test", ["demo@example.test"], "Subject: hi\r\n\r\nhello\r\n")'
 
-  Read it: the Maildir is var/mail/example.test/demo/
-    ls var/mail/example.test/demo/new/ && cat var/mail/example.test/demo/new/*
-    mutt -f var/mail/example.test/demo/
-  (IMAP and POP3 come with imapd, which is not built yet.)
+  Read it over IMAP (imapd: 127.0.0.1:1143 with STARTTLS, 127.0.0.1:1993 implicit TLS;
+  log in as demo@example.test with the password above; the certificate is self-signed):
+    curl -k --user 'demo@example.test:$pw' 'imaps://127.0.0.1:1993/INBOX;UID=1'
+    curl -k --ssl-reqd --user 'demo@example.test:$pw' imap://127.0.0.1:1143/ -X 'LIST "" *'
+    openssl s_client -quiet -starttls imap -connect 127.0.0.1:1143    (then: a LOGIN demo@example.test $pw)
+  Thunderbird/K-9: server 127.0.0.1, port 1993 SSL/TLS (or 1143 STARTTLS), normal password.
+  On disk: the Maildir var/mail/example.test/demo/ (mutt -f var/mail/example.test/demo/)
 
   Add users:  printf 'secret\n' | bin/mailctl -c var/gateway.conf user add bob@example.test
   Stop:       Ctrl-C.   Reload config: kill -HUP <pid>.
 
 TXT
-"$top/bin/imapd" 2>/dev/null || echo "  (imapd: not built yet; filterd runs alone)"
-exec "$top/bin/filterd" -c "$conf"
+"$top/bin/imapd" -c "$conf" &
+imapd_pid=$!
+trap 'kill $imapd_pid 2>/dev/null; wait $imapd_pid 2>/dev/null' EXIT INT TERM
+"$top/bin/filterd" -c "$conf"

@@ -23,7 +23,7 @@ import gwlib  # noqa: E402
 
 
 def pytest_configure(config):
-    for b in (gwlib.FILTERD, gwlib.MAILCTL):
+    for b in (gwlib.FILTERD, gwlib.MAILCTL, gwlib.IMAPD):
         if not os.access(b, os.X_OK):
             raise pytest.UsageError(f"{b} is missing: run make, or set BIN_DIR")
 
@@ -35,6 +35,9 @@ def pytest_runtest_makereport(item, call):
     if rep.failed:
         for g in list(gwlib.LIVE):
             rep.sections.append((f"filterd log ({g.log_path})", g.log_tail(300)))
+            if g.imapd_proc is not None or os.path.exists(g.imapd_log_path):
+                rep.sections.append((f"imapd log ({g.imapd_log_path})",
+                                     "\n".join(g.imapd_log().splitlines()[-300:])))
 
 
 @pytest.fixture(scope="session")

@@ -19,6 +19,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 BIN_DIR = os.path.abspath(os.environ.get("BIN_DIR", os.path.join(HERE, "..", "..", "bin")))
 FILTERD = os.path.join(BIN_DIR, "filterd")
 MAILCTL = os.path.join(BIN_DIR, "mailctl")
+IMAPD = os.path.join(BIN_DIR, "imapd")
 
 HOSTNAME = "mx.example.test"
 PASSWORD = "correct horse battery"
@@ -206,6 +207,11 @@ class Gateway:
         self.sport = free_port()
         while self.sport == self.port:
             self.sport = free_port()
+        self.imap_port = free_port()
+        self.imaps_port = free_port()
+        self.imapd_log_path = os.path.join(self.tmp, "imapd.log")
+        self.imapd_proc = None
+        self._imapd_log = None
         self.overrides = dict(overrides or {})
         self.proc = None
         self._log = None
@@ -225,6 +231,8 @@ class Gateway:
             "tls_key_file": self.key,
             "smtp_listen": f"127.0.0.1:{self.port}",
             "smtps_listen": f"127.0.0.1:{self.sport}",
+            "imap_listen": f"127.0.0.1:{self.imap_port}",
+            "imaps_listen": f"127.0.0.1:{self.imaps_port}",
             "max_message_size": "100000",
             "shutdown_timeout": "2s",
             "log_level": "debug",
@@ -272,7 +280,56 @@ class Gateway:
         time.sleep(0.05)
         return self
 
+    def start_imapd(self, timeout=10):
+        """Start imapd on the same configuration (IMAP ports of config_text)."""
+        assert self.imapd_proc is None
+        self._imapd_log = open(self.imapd_log_path, "ab")
+        self.imapd_proc = subprocess.Popen([IMAPD, "-c", self.conf], stdin=subprocess.DEVNULL,
+                                           stdout=self._imapd_log, stderr=self._imapd_log)
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.imapd_proc.poll() is not None:
+                raise RuntimeError(f"imapd exited with {self.imapd_proc.returncode}:\n{self.imapd_log()}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.imap_port), 2) as c:
+                    c.settimeout(2)
+                    assert c.recv(1000).startswith(b"* OK")
+                    c.sendall(b"a LOGOUT\r\n")
+                    while c.recv(1000):
+                        pass
+                break
+            except (OSError, AssertionError):
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"imapd does not accept connections:\n{self.imapd_log()}")
+                time.sleep(0.05)
+        return self
+
+    def stop_imapd(self, sig=signal.SIGTERM, timeout=10):
+        if self.imapd_proc is None:
+            return None
+        if self.imapd_proc.poll() is None:
+            self.imapd_proc.send_signal(sig)
+            try:
+                self.imapd_proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.imapd_proc.kill()
+                self.imapd_proc.wait()
+        rc = self.imapd_proc.returncode
+        self.imapd_proc = None
+        if self._imapd_log:
+            self._imapd_log.close()
+            self._imapd_log = None
+        return rc
+
+    def imapd_log(self):
+        try:
+            with open(self.imapd_log_path, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+
     def stop(self, sig=signal.SIGTERM, timeout=10):
+        self.stop_imapd()
         if self.proc is None:
             return None
         if self.proc.poll() is None:
@@ -311,7 +368,7 @@ class Gateway:
 
     def sanitizer_report(self):
         """The sanitizer report in the log (ASan/UBSan builds), or None."""
-        log = self.log()
+        log = self.log() + self.imapd_log()
         m = self.SANITIZER.search(log)
         return log[max(0, m.start() - 200):m.start() + 6000] if m else None
 

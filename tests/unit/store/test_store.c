@@ -17,6 +17,7 @@
 #include <ftw.h>
 #include <pthread.h>
 #include <regex.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -197,6 +198,7 @@ struct msgs {
 	struct store_msg m[MAX_MSGS];
 	char *path[MAX_MSGS];
 	char *verdict[MAX_MSGS];
+	char *keywords[MAX_MSGS];
 };
 
 static int collect_cb(const struct store_msg *m, void *arg)
@@ -206,8 +208,11 @@ static int collect_cb(const struct store_msg *m, void *arg)
 	ms->m[ms->n] = *m;
 	ms->path[ms->n] = strdup(m->path);
 	ms->verdict[ms->n] = m->verdict ? strdup(m->verdict) : NULL;
+	assert_non_null(m->keywords);
+	ms->keywords[ms->n] = strdup(m->keywords);
 	ms->m[ms->n].path = ms->path[ms->n];
 	ms->m[ms->n].verdict = ms->verdict[ms->n];
+	ms->m[ms->n].keywords = ms->keywords[ms->n];
 	ms->n++;
 	return 0;
 }
@@ -225,6 +230,7 @@ static void msgs_free(struct msgs *ms)
 	for (size_t i = 0; i < ms->n; i++) {
 		free(ms->path[i]);
 		free(ms->verdict[i]);
+		free(ms->keywords[i]);
 	}
 	ms->n = 0;
 }
@@ -1442,6 +1448,871 @@ static void test_concurrent_delivery(void **state)
 	store_close(&st);
 }
 
+/* ------------------------------------------------------------ keywords */
+
+/* The one file in DIR (asserts there is exactly one), malloc'd path. */
+static char *only_file(const char *dir)
+{
+	char names[2][256];
+	assert_int_equal(list_dir(dir, names, 2), 1);
+	return xasprintf("%s/%s", dir, names[0]);
+}
+
+static int set_kw(struct store *st, const char *folder, uint32_t uid, unsigned flags,
+		  const char *kw, uint64_t unchangedsince, uint64_t *modseq_r)
+{
+	char *err = NULL;
+	int r = store_set_flags_kw(st, folder, uid, flags, kw, unchangedsince, modseq_r, &err);
+	if (r < 0)
+		fail_msg("store_set_flags_kw: %s", err);
+	return r;
+}
+
+static void test_keywords(void **state)
+{
+	struct fixture *fx = *state;
+	struct store *st = open_ok(fx, USER);
+	uint32_t u1 = append_ok(st, "INBOX", "Subject: k1\n\n", NULL);
+	uint32_t u2 = append_ok(st, "INBOX", "Subject: k2\n\n", NULL);
+	char *cur = xasprintf("%s/cur", fx->root);
+	char *kwfile = xasprintf("%s/dovecot-keywords", fx->root);
+	assert_false(is_file(kwfile));
+
+	/* Set: index sorted case-insensitively, letters a, b in the name. */
+	uint64_t m1 = 0;
+	assert_int_equal(set_kw(st, "INBOX", u1, STORE_SEEN, "Work  $Forwarded", 0, &m1), 1);
+	struct msgs ms;
+	msgs_load(st, "INBOX", &ms);
+	assert_string_equal(ms.keywords[0], "$Forwarded Work");
+	assert_string_equal(ms.keywords[1], "");
+	assert_int_equal(ms.m[0].modseq, m1);
+	assert_non_null(strstr(ms.path[0], "/cur/"));
+	size_t len = strlen(ms.path[0]);
+	assert_string_equal(ms.path[0] + len - 6, ":2,Sab");
+	assert_true(is_file(ms.path[0]));
+	msgs_free(&ms);
+	char *text = read_file(kwfile);
+	assert_string_equal(text, "0 $Forwarded\n1 Work\n");
+	free(text);
+
+	/* The same set in another case: done, nothing changes. */
+	uint64_t hms = info_ok(st, "INBOX").highestmodseq;
+	uint64_t m2 = 0;
+	assert_int_equal(set_kw(st, "INBOX", u1, STORE_SEEN, "work $FORWARDED", 0, &m2), 1);
+	assert_int_equal(m2, m1);
+	assert_int_equal(info_ok(st, "INBOX").highestmodseq, hms);
+	msgs_load(st, "INBOX", &ms);
+	assert_string_equal(ms.keywords[0], "$Forwarded Work");
+	msgs_free(&ms);
+
+	/* Another message: the known keyword in any case takes the folder's
+	 * spelling and letter; a new one the next letter. */
+	assert_int_equal(set_kw(st, "INBOX", u2, 0, "WORK later", 0, NULL), 1);
+	msgs_load(st, "INBOX", &ms);
+	assert_string_equal(ms.keywords[1], "later Work");
+	len = strlen(ms.path[1]);
+	assert_string_equal(ms.path[1] + len - 5, ":2,bc");
+	msgs_free(&ms);
+	text = read_file(kwfile);
+	assert_string_equal(text, "0 $Forwarded\n1 Work\n2 later\n");
+	free(text);
+
+	/* store_set_flags (and keywords NULL) keep the keywords. */
+	assert_int_equal(store_set_flags(st, "INBOX", u2, STORE_FLAGGED, NULL, NULL), 0);
+	msgs_load(st, "INBOX", &ms);
+	assert_string_equal(ms.keywords[1], "later Work");
+	assert_int_equal(ms.m[1].flags, STORE_FLAGGED);
+	len = strlen(ms.path[1]);
+	assert_string_equal(ms.path[1] + len - 6, ":2,Fbc");
+	msgs_free(&ms);
+
+	struct strlist kws = { 0 };
+	char *err = NULL;
+	assert_int_equal(store_folder_keywords(st, "INBOX", &kws, &err), 0);
+	assert_int_equal(kws.n, 3);
+	assert_string_equal(kws.v[0], "$Forwarded");
+	assert_string_equal(kws.v[1], "later");
+	assert_string_equal(kws.v[2], "Work");
+	strlist_free(&kws);
+
+	/* Invalid keywords: refused, nothing changed. */
+	const char *bad[] = { "\\Seen", "a(b", "x*", "quo\"te", "br]", "caf\xc3\xa9", "tab\tkw" };
+	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
+		err = NULL;
+		assert_error(store_set_flags_kw(st, "INBOX", u1, 0, bad[i], 0, NULL, &err), &err,
+			     "invalid keyword");
+	}
+	char longkw[STORE_KEYWORD_MAX + 2];
+	memset(longkw, 'k', sizeof(longkw) - 1);
+	longkw[sizeof(longkw) - 1] = '\0';
+	err = NULL;
+	assert_error(store_set_flags_kw(st, "INBOX", u1, 0, longkw, 0, NULL, &err), &err,
+		     "invalid keyword");
+	longkw[STORE_KEYWORD_MAX] = '\0';
+	assert_true(store_keyword_valid(longkw));
+	assert_false(store_keyword_valid(""));
+	assert_true(store_keyword_valid("$Junk"));
+	err = NULL;
+	assert_error(store_set_flags_kw(st, "INBOX", 99, 0, "x", 0, NULL, &err), &err,
+		     "no such message");
+	msgs_load(st, "INBOX", &ms);
+	assert_string_equal(ms.keywords[0], "$Forwarded Work");
+	assert_int_equal(ms.m[0].flags, STORE_SEEN);
+	msgs_free(&ms);
+
+	/* Another tool renames a file: adds 'a' ($Forwarded) and drops 'c'
+	 * (later) on u2; recovery reads the letters back. */
+	msgs_load(st, "INBOX", &ms);
+	char *base = xstrndup(strrchr(ms.path[1], '/') + 1,
+			      (size_t)(strstr(ms.path[1], ":2,") - strrchr(ms.path[1], '/') - 1));
+	char *to = xasprintf("%s/%s:2,Fab", cur, base);
+	assert_int_equal(rename(ms.path[1], to), 0);
+	uint64_t old_m = ms.m[1].modseq;
+	msgs_free(&ms);
+	store_close(&st);
+	st = open_ok(fx, USER);
+	msgs_load(st, "INBOX", &ms);
+	assert_string_equal(ms.keywords[1], "$Forwarded Work");
+	assert_int_equal(ms.m[1].flags, STORE_FLAGGED);
+	assert_true(ms.m[1].modseq > old_m);
+	assert_string_equal(ms.path[1], to);
+	msgs_free(&ms);
+
+	/* Keywords "" removes them all (and the letters). */
+	assert_int_equal(set_kw(st, "INBOX", u2, STORE_FLAGGED, "", 0, NULL), 1);
+	msgs_load(st, "INBOX", &ms);
+	assert_string_equal(ms.keywords[1], "");
+	len = strlen(ms.path[1]);
+	assert_string_equal(ms.path[1] + len - 4, ":2,F");
+	msgs_free(&ms);
+
+	/* More than 26 keywords: the rest live in the index only. */
+	struct buf b;
+	buf_init(&b, 100000);
+	for (int i = 0; i < 30; i++)
+		assert_int_equal(buf_printf(&b, "%sk%02d", i ? " " : "", i), 0);
+	assert_int_equal(set_kw(st, "INBOX", u2, 0, b.data, 0, NULL), 1);
+	msgs_load(st, "INBOX", &ms);
+	assert_string_equal(ms.keywords[1], b.data);
+	const char *info = strstr(ms.path[1], ":2,") + 3;
+	assert_int_equal(strlen(info), 26); /* every letter a..z */
+	for (char c = 'a'; c <= 'z'; c++)
+		assert_non_null(strchr(info, c));
+	msgs_free(&ms);
+	store_close(&st);
+	st = open_ok(fx, USER); /* recovery keeps the index-only ones */
+	msgs_load(st, "INBOX", &ms);
+	assert_string_equal(ms.keywords[1], b.data);
+	msgs_free(&ms);
+	buf_free(&b);
+
+	/* A folder with a dovecot-keywords written by Dovecot and files with
+	 * letters: one named, one unnamed (kept as it is, never given out). */
+	char *jkw = xasprintf("%s/.Junk/dovecot-keywords", fx->root);
+	write_file(jkw, "0 Important\n3 Later\nbogus line\n40 TooFar\n");
+	char *j1 = xasprintf("%s/.Junk/cur/1700000000.A.otherhost:2,Sd", fx->root);
+	char *j2 = xasprintf("%s/.Junk/cur/1700000001.B.otherhost:2,b", fx->root);
+	write_file(j1, "Subject: j1\n\n");
+	write_file(j2, "Subject: j2\n\n");
+	store_close(&st);
+	st = open_ok(fx, USER);
+	msgs_load(st, "Junk", &ms);
+	assert_int_equal(ms.n, 2);
+	assert_string_equal(ms.keywords[0], "Later");
+	assert_int_equal(ms.m[0].flags, STORE_SEEN);
+	assert_string_equal(ms.keywords[1], "");
+	uint32_t ju1 = ms.m[0].uid;
+	msgs_free(&ms);
+	/* "New" gets 'c': 'b' is free but a file carries it unnamed. */
+	assert_int_equal(set_kw(st, "Junk", ju1, STORE_SEEN, "later important new", 0, NULL), 1);
+	msgs_load(st, "Junk", &ms);
+	assert_string_equal(ms.keywords[0], "Important Later new");
+	len = strlen(ms.path[0]);
+	assert_string_equal(ms.path[0] + len - 7, ":2,Sacd");
+	assert_string_equal(strrchr(ms.path[1], ':'), ":2,b");
+	msgs_free(&ms);
+	text = read_file(jkw);
+	assert_string_equal(text, "0 Important\n2 new\n3 Later\n");
+	free(text);
+
+	free(jkw);
+	free(j1);
+	free(j2);
+	free(base);
+	free(to);
+	free(cur);
+	free(kwfile);
+	store_close(&st);
+}
+
+static void test_unchangedsince(void **state)
+{
+	struct fixture *fx = *state;
+	struct store *st = open_ok(fx, USER);
+	uint32_t uid = append_ok(st, "INBOX", "Subject: u\n\n", NULL);
+	uint64_t m0 = 0;
+	assert_int_equal(set_kw(st, "INBOX", uid, STORE_SEEN, "a1", 0, &m0), 1);
+	char *cur = xasprintf("%s/cur", fx->root);
+	char *path0 = only_file(cur);
+
+	/* Not changed since m0: done, bumped. */
+	uint64_t m1 = 0;
+	assert_int_equal(set_kw(st, "INBOX", uid, STORE_SEEN | STORE_FLAGGED, NULL, m0, &m1), 1);
+	assert_true(m1 > m0);
+	char *path1 = only_file(cur);
+	assert_string_not_equal(path0, path1);
+
+	/* Changed since m0: refused, nothing changes, current MODSEQ. */
+	uint64_t hms = info_ok(st, "INBOX").highestmodseq;
+	uint64_t m2 = 0;
+	assert_int_equal(set_kw(st, "INBOX", uid, 0, "other", m0, &m2), 0);
+	assert_int_equal(m2, m1);
+	assert_int_equal(info_ok(st, "INBOX").highestmodseq, hms);
+	char *path2 = only_file(cur);
+	assert_string_equal(path1, path2);
+	struct msgs ms;
+	msgs_load(st, "INBOX", &ms);
+	assert_int_equal(ms.m[0].flags, STORE_SEEN | STORE_FLAGGED);
+	assert_string_equal(ms.keywords[0], "a1");
+	assert_int_equal(ms.m[0].modseq, m1);
+	msgs_free(&ms);
+
+	/* Equal to it is fine; the same flags and keywords bump nothing. */
+	uint64_t m3 = 0;
+	assert_int_equal(set_kw(st, "INBOX", uid, STORE_SEEN | STORE_FLAGGED, "A1", m1, &m3), 1);
+	assert_int_equal(m3, m1);
+	assert_int_equal(info_ok(st, "INBOX").highestmodseq, hms);
+	/* A keyword change alone bumps. */
+	assert_int_equal(set_kw(st, "INBOX", uid, STORE_SEEN | STORE_FLAGGED, "a1 b2", m1, &m3), 1);
+	assert_true(m3 > m1);
+	assert_int_equal(info_ok(st, "INBOX").highestmodseq, m3);
+
+	free(path0);
+	free(path1);
+	free(path2);
+	free(cur);
+	store_close(&st);
+}
+
+/* ---------------------------------------------------------- copy + cache */
+
+static void cache_expect(struct store *st, const char *folder, uint32_t uid, const char *env,
+			 const char *body, const char *bs)
+{
+	char *e = NULL, *b = NULL, *s = NULL, *err = NULL;
+	int r = store_msg_cache_get(st, folder, uid, &e, &b, &s, &err);
+	if (r < 0)
+		fail_msg("store_msg_cache_get: %s", err);
+	if (env == NULL && body == NULL && bs == NULL) {
+		assert_int_equal(r, 0);
+	} else {
+		assert_int_equal(r, 1);
+		if (env)
+			assert_string_equal(e, env);
+		else
+			assert_null(e);
+		if (body)
+			assert_string_equal(b, body);
+		else
+			assert_null(b);
+		if (bs)
+			assert_string_equal(s, bs);
+		else
+			assert_null(s);
+	}
+	free(e);
+	free(b);
+	free(s);
+}
+
+static void test_cache_copy_move(void **state)
+{
+	struct fixture *fx = *state;
+	struct store *st = open_ok(fx, USER);
+	uint32_t uid = append_ok(st, "INBOX", "Subject: c\n\n", NULL);
+	char *err = NULL;
+	cache_expect(st, "INBOX", uid, NULL, NULL, NULL);
+	uint64_t hms = info_ok(st, "INBOX").highestmodseq;
+	assert_int_equal(store_msg_cache_set(st, "INBOX", uid, "(ENV)", NULL, NULL, &err), 0);
+	cache_expect(st, "INBOX", uid, "(ENV)", NULL, NULL);
+	/* NULL keeps what is there; a string replaces it */
+	assert_int_equal(store_msg_cache_set(st, "INBOX", uid, NULL, "(BODY)", "(BS)", &err), 0);
+	cache_expect(st, "INBOX", uid, "(ENV)", "(BODY)", "(BS)");
+	assert_int_equal(store_msg_cache_set(st, "INBOX", uid, "(ENV2)", NULL, NULL, &err), 0);
+	cache_expect(st, "INBOX", uid, "(ENV2)", "(BODY)", "(BS)");
+	assert_int_equal(info_ok(st, "INBOX").highestmodseq, hms); /* not a change */
+	/* only some outputs */
+	char *e = NULL;
+	assert_int_equal(store_msg_cache_get(st, "INBOX", uid, &e, NULL, NULL, &err), 1);
+	assert_string_equal(e, "(ENV2)");
+	free(e);
+	err = NULL;
+	assert_error(store_msg_cache_set(st, "INBOX", 42, "(X)", NULL, NULL, &err), &err,
+		     "no such message");
+	err = NULL;
+	assert_error(store_msg_cache_get(st, "Nope", 1, NULL, NULL, NULL, &err), &err,
+		     "no such folder");
+
+	/* keywords and cache go along with COPY (other folder: its letters) */
+	assert_int_equal(set_kw(st, "INBOX", uid, STORE_SEEN, "Zeta Alpha", 0, NULL), 1);
+	uint32_t junk_uid = append_ok(st, "Junk", "Subject: j\n\n", NULL);
+	assert_int_equal(set_kw(st, "Junk", junk_uid, 0, "Zeta", 0, NULL), 1); /* Junk: a=Zeta */
+	uint32_t cuid = 0;
+	assert_int_equal(store_copy(st, "INBOX", uid, "Junk", &cuid, &err), 0);
+	cache_expect(st, "Junk", cuid, "(ENV2)", "(BODY)", "(BS)");
+	cache_expect(st, "INBOX", uid, "(ENV2)", "(BODY)", "(BS)");
+	struct msgs ms;
+	msgs_load(st, "Junk", &ms);
+	assert_int_equal(ms.m[1].uid, cuid);
+	assert_string_equal(ms.keywords[1], "Alpha Zeta");
+	assert_int_equal(ms.m[1].flags, STORE_SEEN);
+	/* INBOX has a=Alpha b=Zeta; Junk has a=Zeta and now b=Alpha */
+	size_t len = strlen(ms.path[1]);
+	assert_string_equal(ms.path[1] + len - 6, ":2,Sab");
+	msgs_free(&ms);
+	char *text = read_file(strchr(fx->root, '\0') ? xasprintf("%s/.Junk/dovecot-keywords", fx->root) : NULL);
+	assert_string_equal(text, "0 Zeta\n1 Alpha\n");
+	free(text);
+
+	/* MOVE keeps them too; the source is gone with its cache */
+	uint32_t muid = 0;
+	assert_int_equal(store_move(st, "Junk", cuid, "Trash", &muid, &err), 0);
+	cache_expect(st, "Trash", muid, "(ENV2)", "(BODY)", "(BS)");
+	cache_expect(st, "Junk", cuid, NULL, NULL, NULL);
+	msgs_load(st, "Trash", &ms);
+	assert_string_equal(ms.keywords[0], "Alpha Zeta");
+	msgs_free(&ms);
+	/* within one folder */
+	uint32_t suid = 0;
+	assert_int_equal(store_copy(st, "Trash", muid, "Trash", &suid, &err), 0);
+	cache_expect(st, "Trash", suid, "(ENV2)", "(BODY)", "(BS)");
+	msgs_load(st, "Trash", &ms);
+	assert_string_equal(ms.keywords[1], "Alpha Zeta");
+	assert_string_equal(strrchr(ms.path[0], ':'), strrchr(ms.path[1], ':'));
+	msgs_free(&ms);
+	/* expunge drops the cache row */
+	assert_int_equal(store_expunge(st, "Trash", muid, &err), 0);
+	cache_expect(st, "Trash", muid, NULL, NULL, NULL);
+	store_close(&st);
+}
+
+/* A cache write never waits long: another store holds the write lock. */
+static void test_cache_busy(void **state)
+{
+	struct fixture *fx = *state;
+	struct store *st = open_ok(fx, USER);
+	struct store *other = open_ok(fx, USER);
+	uint32_t uid = append_ok(st, "INBOX", "Subject: b\n\n", NULL);
+	char *err = NULL;
+	assert_int_equal(store_batch_begin(other, &err), 0);
+	int64_t t0 = clock_mono_ms();
+	int r = store_msg_cache_set(st, "INBOX", uid, "(E)", "(B)", "(S)", &err);
+	int64_t took = clock_mono_ms() - t0;
+	assert_error(r, &err, "locked");
+	assert_true(took < 2000);
+	/* reads go on */
+	cache_expect(st, "INBOX", uid, NULL, NULL, NULL);
+	/* inside the batch the writer caches fine */
+	assert_int_equal(store_msg_cache_set(other, "INBOX", uid, "(E)", NULL, NULL, &err), 0);
+	assert_int_equal(store_batch_end(other, &err), 0);
+	cache_expect(st, "INBOX", uid, "(E)", NULL, NULL);
+	store_close(&other);
+	store_close(&st);
+}
+
+/* ------------------------------------------------------------- batches */
+
+static void test_batch(void **state)
+{
+	struct fixture *fx = *state;
+	struct store *st = open_ok(fx, USER);
+	uint32_t u[5];
+	for (int i = 0; i < 5; i++)
+		u[i] = append_ok(st, "INBOX", "Subject: batch\n\n", NULL);
+	char *err = NULL;
+	assert_false(store_in_batch(st));
+	assert_int_equal(store_batch_begin(st, &err), 0);
+	assert_true(store_in_batch(st));
+	err = NULL;
+	assert_error(store_batch_begin(st, &err), &err, "already");
+	err = NULL;
+	assert_error(store_folder_create(st, "InBatch", &err), &err, "batch");
+
+	assert_int_equal(set_kw(st, "INBOX", u[0], STORE_SEEN, "done", 0, NULL), 1);
+	err = NULL;
+	assert_error(store_set_flags_kw(st, "INBOX", 999, STORE_SEEN, NULL, 0, NULL, &err), &err,
+		     "no such message");
+	err = NULL;
+	assert_error(store_set_flags_kw(st, "INBOX", u[1], STORE_SEEN, "bad(", 0, NULL, &err),
+		     &err, "invalid keyword");
+	assert_int_equal(set_kw(st, "INBOX", u[1], STORE_FLAGGED, NULL, 0, NULL), 1);
+	uint32_t cuid = 0;
+	assert_int_equal(store_copy(st, "INBOX", u[2], "Junk", &cuid, &err), 0);
+	err = NULL;
+	assert_error(store_copy(st, "INBOX", 999, "Junk", NULL, &err), &err, "no such message");
+	assert_int_equal(store_expunge(st, "INBOX", u[3], &err), 0);
+	err = NULL;
+	assert_error(store_expunge(st, "INBOX", u[3], &err), &err, "no such message");
+	uint32_t first = 0;
+	assert_int_equal(store_claim_recent(st, "INBOX", &first, &err), 0);
+	assert_int_equal(first, 1);
+	/* reads inside the batch see its changes */
+	assert_int_equal(info_ok(st, "INBOX").messages, 4);
+	/* another store does not see them yet */
+	struct store *other = open_ok(fx, USER2);
+	store_close(&other);
+	assert_int_equal(store_batch_end(st, &err), 0);
+	assert_false(store_in_batch(st));
+	err = NULL;
+	assert_error(store_batch_end(st, &err), &err, "no batch");
+
+	struct msgs ms;
+	msgs_load(st, "INBOX", &ms);
+	assert_int_equal(ms.n, 4);
+	assert_int_equal(ms.m[0].flags, STORE_SEEN);
+	assert_string_equal(ms.keywords[0], "done");
+	assert_int_equal(ms.m[1].flags, STORE_FLAGGED);
+	assert_string_equal(ms.keywords[1], "");
+	assert_int_equal(ms.m[2].uid, u[2]);
+	assert_int_equal(ms.m[3].uid, u[4]);
+	for (size_t i = 0; i < ms.n; i++)
+		assert_true(is_file(ms.path[i]));
+	msgs_free(&ms);
+	assert_int_equal(info_ok(st, "Junk").messages, 1);
+	assert_int_equal(info_ok(st, "INBOX").recent, 0);
+	/* folder operations work again */
+	assert_int_equal(store_folder_create(st, "AfterBatch", &err), 0);
+
+	/* A batch that does not commit (closed inside it): the renames are
+	 * put back and the copies removed, the index as before. */
+	msgs_load(st, "INBOX", &ms);
+	char *p0 = xstrdup(ms.path[0]);
+	msgs_free(&ms);
+	assert_int_equal(store_batch_begin(st, &err), 0);
+	assert_int_equal(set_kw(st, "INBOX", u[0], STORE_SEEN | STORE_DELETED, "x", 0, NULL), 1);
+	assert_int_equal(set_kw(st, "INBOX", u[0], STORE_DRAFT, "y", 0, NULL), 1);
+	assert_false(is_file(p0));
+	assert_int_equal(store_copy(st, "INBOX", u[0], "Sent", NULL, &err), 0);
+	assert_int_equal(count_dir("%s/.Sent/cur", fx->root), 1);
+	store_close(&st);
+	assert_true(is_file(p0));
+	assert_int_equal(count_dir("%s/.Sent/cur", fx->root), 0);
+	assert_int_equal(count_dir("%s/.Sent/new", fx->root), 0);
+	st = open_ok(fx, USER);
+	msgs_load(st, "INBOX", &ms);
+	assert_string_equal(ms.path[0], p0);
+	assert_int_equal(ms.m[0].flags, STORE_SEEN);
+	assert_string_equal(ms.keywords[0], "done");
+	msgs_free(&ms);
+	assert_int_equal(info_ok(st, "Sent").messages, 0);
+	free(p0);
+	store_close(&st);
+}
+
+/* ---------------------------------------------------------------- sync */
+
+static void uids_expect(struct store *st, const char *folder, const uint32_t *want, size_t n)
+{
+	uint32_t *uids = NULL;
+	size_t got = 99;
+	char *err = NULL;
+	if (store_uids(st, folder, &uids, &got, &err) != 0)
+		fail_msg("store_uids: %s", err);
+	assert_int_equal(got, n);
+	for (size_t i = 0; i < n; i++)
+		assert_int_equal(uids[i], want[i]);
+	free(uids);
+}
+
+static void changes_load(struct store *st, const char *folder, uint64_t since, struct msgs *ms)
+{
+	memset(ms, 0, sizeof(*ms));
+	char *err = NULL;
+	if (store_changes(st, folder, since, collect_cb, ms, &err) != 0)
+		fail_msg("store_changes: %s", err);
+}
+
+static int stop_cb(const struct store_msg *m, void *arg)
+{
+	(void)m;
+	return ++*(int *)arg == 2 ? 7 : 0;
+}
+
+static void test_sync(void **state)
+{
+	struct fixture *fx = *state;
+	struct store *st = open_ok(fx, USER);
+	char *err = NULL;
+	uids_expect(st, "INBOX", NULL, 0);
+	struct msgs ms;
+	changes_load(st, "INBOX", 0, &ms);
+	assert_int_equal(ms.n, 0);
+	err = NULL;
+	uint32_t *uids;
+	size_t n;
+	assert_error(store_uids(st, "Nope", &uids, &n, &err), &err, "no such folder");
+
+	uint64_t h0 = info_ok(st, "INBOX").highestmodseq;
+	for (int i = 0; i < 5; i++)
+		append_ok(st, "INBOX", "Subject: s\n\n", NULL);
+	uint64_t h1 = info_ok(st, "INBOX").highestmodseq;
+	assert_true(h1 >= h0 + 5);
+	uids_expect(st, "INBOX", (uint32_t[]){ 1, 2, 3, 4, 5 }, 5);
+	changes_load(st, "INBOX", h0, &ms);
+	assert_int_equal(ms.n, 5);
+	msgs_free(&ms);
+	changes_load(st, "INBOX", h1, &ms);
+	assert_int_equal(ms.n, 0);
+
+	/* flag and keyword changes: those messages only, in UID order */
+	assert_int_equal(set_kw(st, "INBOX", 4, STORE_SEEN, NULL, 0, NULL), 1);
+	assert_int_equal(set_kw(st, "INBOX", 2, 0, "kw", 0, NULL), 1);
+	uint64_t h2 = info_ok(st, "INBOX").highestmodseq;
+	assert_true(h2 > h1);
+	changes_load(st, "INBOX", h1, &ms);
+	assert_int_equal(ms.n, 2);
+	assert_int_equal(ms.m[0].uid, 2);
+	assert_string_equal(ms.keywords[0], "kw");
+	assert_int_equal(ms.m[1].uid, 4);
+	assert_int_equal(ms.m[1].flags, STORE_SEEN);
+	assert_true(ms.m[0].modseq > h1 && ms.m[1].modseq > h1);
+	assert_true(is_file(ms.path[0]) && is_file(ms.path[1]));
+	msgs_free(&ms);
+	/* a callback that stops: its value comes back */
+	int count = 0;
+	assert_int_equal(store_changes(st, "INBOX", h0, stop_cb, &count, &err), 7);
+	assert_int_equal(count, 2);
+
+	/* expunge: HIGHESTMODSEQ moves, the UID leaves the list */
+	assert_int_equal(store_expunge(st, "INBOX", 3, &err), 0);
+	uint64_t h3 = info_ok(st, "INBOX").highestmodseq;
+	assert_true(h3 > h2);
+	uids_expect(st, "INBOX", (uint32_t[]){ 1, 2, 4, 5 }, 4);
+	changes_load(st, "INBOX", h2, &ms);
+	assert_int_equal(ms.n, 0); /* an expunge shows in the UID list, not here */
+	/* a copy into the folder moves it too */
+	assert_int_equal(store_copy(st, "INBOX", 1, "INBOX", NULL, &err), 0);
+	assert_true(info_ok(st, "INBOX").highestmodseq > h3);
+	changes_load(st, "INBOX", h3, &ms);
+	assert_int_equal(ms.n, 1);
+	assert_int_equal(ms.m[0].uid, 6);
+	msgs_free(&ms);
+	uids_expect(st, "INBOX", (uint32_t[]){ 1, 2, 4, 5, 6 }, 5);
+
+	/* Many messages: sparse and dense changes, across read batches. */
+	for (int i = 0; i < 400; i++)
+		append_ok(st, "Junk", "Subject: many\n\n", NULL);
+	uint64_t j0 = info_ok(st, "Junk").highestmodseq;
+	assert_int_equal(set_kw(st, "Junk", 3, STORE_SEEN, NULL, 0, NULL), 1);
+	assert_int_equal(set_kw(st, "Junk", 399, STORE_SEEN, NULL, 0, NULL), 1);
+	changes_load(st, "Junk", j0, &ms);
+	assert_int_equal(ms.n, 2);
+	assert_int_equal(ms.m[0].uid, 3);
+	assert_int_equal(ms.m[1].uid, 399);
+	msgs_free(&ms);
+	assert_int_equal(store_batch_begin(st, &err), 0);
+	for (uint32_t uid = 1; uid <= 400; uid += 1 + (uid % 3 == 0))
+		assert_int_equal(set_kw(st, "Junk", uid, STORE_FLAGGED, NULL, 0, NULL), 1);
+	assert_int_equal(store_batch_end(st, &err), 0);
+	changes_load(st, "Junk", j0, &ms);
+	uint32_t prev = 0;
+	size_t want = 0;
+	for (uint32_t uid = 1; uid <= 400; uid += 1 + (uid % 3 == 0))
+		want++;
+	assert_int_equal(ms.n, want + (ms.n > want ? 0 : 0));
+	for (size_t i = 0; i < ms.n; i++) {
+		assert_true(ms.m[i].uid > prev);
+		prev = ms.m[i].uid;
+		assert_int_equal(ms.m[i].flags & STORE_FLAGGED, STORE_FLAGGED);
+	}
+	msgs_free(&ms);
+	changes_load(st, "Junk", 0, &ms);
+	assert_int_equal(ms.n, 400);
+	msgs_free(&ms);
+	store_close(&st);
+}
+
+/* ------------------------------------------------------------- \Recent */
+
+struct list_counts {
+	uint32_t messages, recent, unseen;
+};
+
+static int list_inbox_cb(const struct store_folder_info *fi, void *arg)
+{
+	if (strcmp(fi->name, "INBOX") == 0) {
+		struct list_counts *c = arg;
+		c->messages = fi->messages;
+		c->recent = fi->recent;
+		c->unseen = fi->unseen;
+	}
+	return 0;
+}
+
+static void counts_expect(struct store *st, uint32_t messages, uint32_t recent, uint32_t unseen)
+{
+	struct store_folder_info fi = info_ok(st, "INBOX");
+	assert_int_equal(fi.messages, messages);
+	assert_int_equal(fi.recent, recent);
+	assert_int_equal(fi.unseen, unseen);
+	struct list_counts c = { 99, 99, 99 };
+	char *err = NULL;
+	assert_int_equal(store_folder_list(st, list_inbox_cb, &c, &err), 0);
+	assert_int_equal(c.messages, messages);
+	assert_int_equal(c.recent, recent);
+	assert_int_equal(c.unseen, unseen);
+}
+
+static void test_recent(void **state)
+{
+	struct fixture *fx = *state;
+	struct store *a = open_ok(fx, USER);
+	struct store *b = open_ok(fx, USER);
+	char *err = NULL;
+	counts_expect(a, 0, 0, 0);
+	for (int i = 0; i < 3; i++)
+		append_ok(a, "INBOX", "Subject: r\n\n", NULL);
+	assert_int_equal(store_set_flags(a, "INBOX", 2, STORE_SEEN, NULL, &err), 0);
+	counts_expect(a, 3, 3, 2);
+	uint64_t hms = info_ok(a, "INBOX").highestmodseq;
+
+	/* The first session claims them; the second gets none. */
+	uint32_t ra = 0, rb = 0;
+	assert_int_equal(store_claim_recent(a, "INBOX", &ra, &err), 0);
+	assert_int_equal(ra, 1);
+	assert_int_equal(store_claim_recent(b, "INBOX", &rb, &err), 0);
+	assert_int_equal(rb, 4);
+	counts_expect(b, 3, 0, 2);
+	assert_int_equal(info_ok(a, "INBOX").highestmodseq, hms); /* not a change */
+
+	/* New mail: recent for whoever claims next, once. */
+	append_ok(a, "INBOX", "Subject: r4\n\n", NULL);
+	append_ok(a, "INBOX", "Subject: r5\n\n", NULL);
+	counts_expect(a, 5, 2, 4);
+	assert_int_equal(store_claim_recent(b, "INBOX", &rb, &err), 0);
+	assert_int_equal(rb, 4);
+	assert_int_equal(store_claim_recent(a, "INBOX", &ra, &err), 0);
+	assert_int_equal(ra, 6);
+	counts_expect(a, 5, 0, 4);
+	/* expunged recent messages are not counted */
+	append_ok(a, "INBOX", "Subject: r6\n\n", NULL);
+	assert_int_equal(store_expunge(a, "INBOX", 6, &err), 0);
+	counts_expect(a, 5, 0, 4);
+	err = NULL;
+	assert_error(store_claim_recent(a, "Nope", &ra, &err), &err, "no such folder");
+	store_close(&a);
+	store_close(&b);
+}
+
+/* ----------------------------------------------------------- migration */
+
+/* The schema of version 1, as the first release created it. */
+static const char schema_v1[] =
+	"CREATE TABLE folders (id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL UNIQUE,"
+	" uidvalidity INTEGER NOT NULL, uidnext INTEGER NOT NULL,"
+	" highestmodseq INTEGER NOT NULL, subscribed INTEGER NOT NULL DEFAULT 0);"
+	"CREATE TABLE messages (folder INTEGER NOT NULL REFERENCES folders(id) ON DELETE CASCADE,"
+	" uid INTEGER NOT NULL, filename TEXT NOT NULL, in_new INTEGER NOT NULL,"
+	" flags INTEGER NOT NULL, xflags TEXT NOT NULL DEFAULT '', keywords TEXT,"
+	" modseq INTEGER NOT NULL, size INTEGER NOT NULL, vsize INTEGER NOT NULL,"
+	" internaldate INTEGER NOT NULL, verdict TEXT, score REAL NOT NULL DEFAULT 0,"
+	" learned TEXT, PRIMARY KEY (folder, uid), UNIQUE (folder, filename)) WITHOUT ROWID;"
+	"CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER);"
+	"PRAGMA user_version = 1;";
+
+static void sql_ok(sqlite3 *db, const char *sql)
+{
+	char *msg = NULL;
+	if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK)
+		fail_msg("%s: %s", sql, msg);
+}
+
+static int64_t sql_int(sqlite3 *db, const char *sql)
+{
+	sqlite3_stmt *q;
+	assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &q, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_step(q), SQLITE_ROW);
+	int64_t v = sqlite3_column_int64(q, 0);
+	sqlite3_finalize(q);
+	return v;
+}
+
+static void test_migrate_v1(void **state)
+{
+	struct fixture *fx = *state;
+	/* A version-1 store: INBOX with two messages, one read. */
+	assert_int_equal(mkdir_p(fx->root, 0700), 0);
+	char *dirs[] = { "cur", "new", "tmp" };
+	for (size_t i = 0; i < 3; i++) {
+		char *d = xasprintf("%s/%s", fx->root, dirs[i]);
+		assert_int_equal(mkdir(d, 0700), 0);
+		free(d);
+	}
+	char *f1 = xasprintf("%s/cur/1700000000.M1P1Q1R1.h,S=11,W=13:2,S", fx->root);
+	char *f2 = xasprintf("%s/new/1700000001.M1P1Q2R2.h,S=11,W=13", fx->root);
+	write_file(f1, "Subject: 1\n");
+	write_file(f2, "Subject: 2\n");
+	char *dbpath = xasprintf("%s/index.sqlite", fx->root);
+	sqlite3 *db;
+	assert_int_equal(sqlite3_open(dbpath, &db), SQLITE_OK);
+	sql_ok(db, "PRAGMA journal_mode=WAL;");
+	sql_ok(db, schema_v1);
+	sql_ok(db, "INSERT INTO folders VALUES (1, 'INBOX', 1600000000, 3, 7, 1);"
+		   "INSERT INTO messages (folder, uid, filename, in_new, flags, xflags, modseq,"
+		   " size, vsize, internaldate, verdict, score) VALUES"
+		   " (1, 1, '1700000000.M1P1Q1R1.h,S=11,W=13', 0, 1, '', 5, 11, 13, 1700000000,"
+		   " 'inbox', 1.5),"
+		   " (1, 2, '1700000001.M1P1Q2R2.h,S=11,W=13', 1, 0, '', 6, 11, 13, 1700000001,"
+		   " NULL, 0);");
+	assert_int_equal(sqlite3_close(db), SQLITE_OK);
+
+	struct store *st = open_ok(fx, USER);
+	struct store_folder_info fi = info_ok(st, "INBOX");
+	assert_int_equal(fi.uidvalidity, 1600000000); /* kept: clients keep their cache */
+	assert_int_equal(fi.uidnext, 3);
+	assert_int_equal(fi.highestmodseq, 7);
+	assert_int_equal(fi.messages, 2);
+	assert_int_equal(fi.unseen, 1);
+	assert_int_equal(fi.recent, 0); /* what was there before is not \Recent */
+	struct msgs ms;
+	msgs_load(st, "INBOX", &ms);
+	assert_int_equal(ms.n, 2);
+	assert_string_equal(ms.keywords[0], "");
+	assert_string_equal(ms.verdict[0], "inbox");
+	assert_int_equal(ms.m[0].flags, STORE_SEEN);
+	msgs_free(&ms);
+	/* the new columns and tables work */
+	char *err = NULL;
+	assert_int_equal(set_kw(st, "INBOX", 2, 0, "Migrated", 0, NULL), 1);
+	assert_int_equal(store_msg_cache_set(st, "INBOX", 1, "(E)", "(B)", "(S)", &err), 0);
+	cache_expect(st, "INBOX", 1, "(E)", "(B)", "(S)");
+	struct msgs ch;
+	changes_load(st, "INBOX", 7, &ch);
+	assert_int_equal(ch.n, 1);
+	assert_string_equal(ch.keywords[0], "Migrated");
+	msgs_free(&ch);
+	uint32_t first = 0;
+	assert_int_equal(store_claim_recent(st, "INBOX", &first, &err), 0);
+	assert_int_equal(first, 3);
+	append_ok(st, "INBOX", "Subject: 3\n\n", NULL);
+	assert_int_equal(info_ok(st, "INBOX").recent, 1);
+	store_close(&st);
+
+	assert_int_equal(sqlite3_open(dbpath, &db), SQLITE_OK);
+	assert_int_equal(sql_int(db, "PRAGMA user_version"), 2);
+	assert_int_equal(sql_int(db, "SELECT count(*) FROM sqlite_master WHERE name IN"
+				     " ('msgcache', 'messages_modseq', 'messages_keywords')"), 3);
+	assert_int_equal(sqlite3_close(db), SQLITE_OK);
+	/* and it opens again as version 2 without migrating twice */
+	st = open_ok(fx, USER);
+	assert_int_equal(info_ok(st, "INBOX").messages, 3);
+	store_close(&st);
+
+	/* a newer schema than ours is refused */
+	assert_int_equal(sqlite3_open(dbpath, &db), SQLITE_OK);
+	sql_ok(db, "PRAGMA user_version = 99;");
+	assert_int_equal(sqlite3_close(db), SQLITE_OK);
+	err = NULL;
+	assert_error(store_open(fx->dir, USER, &st, &err), &err, "newer");
+	free(dbpath);
+	free(f1);
+	free(f2);
+}
+
+/* A new database: version 2 directly. */
+static void test_schema_new(void **state)
+{
+	struct fixture *fx = *state;
+	struct store *st = open_ok(fx, USER);
+	store_close(&st);
+	char *dbpath = xasprintf("%s/index.sqlite", fx->root);
+	sqlite3 *db;
+	assert_int_equal(sqlite3_open(dbpath, &db), SQLITE_OK);
+	assert_int_equal(sql_int(db, "PRAGMA user_version"), 2);
+	assert_int_equal(sql_int(db, "SELECT count(*) FROM pragma_table_info('folders')"
+				     " WHERE name = 'recent'"), 1);
+	assert_int_equal(sql_int(db, "SELECT count(*) FROM sqlite_master WHERE name IN"
+				     " ('msgcache', 'messages_modseq', 'messages_keywords')"), 3);
+	assert_int_equal(sqlite3_close(db), SQLITE_OK);
+	free(dbpath);
+}
+
+/* ------------------------------------------------------- a large folder */
+
+static int count_cb(const struct store_msg *m, void *arg)
+{
+	size_t *n = arg;
+	assert_non_null(m->keywords);
+	(*n)++;
+	return 0;
+}
+
+static void test_large_folder(void **state)
+{
+	struct fixture *fx = *state;
+	struct store *st = open_ok(fx, USER);
+	store_close(&st);
+	/* 10,000 files another tool delivered: one recovery scan indexes them. */
+	enum { N = 10000 };
+	for (int i = 0; i < N; i++) {
+		char *p = xasprintf("%s/cur/%d.M%dP1Q1R1.h,S=10,W=11:2,%s", fx->root, 1700000000 + i,
+				    i, i % 2 ? "S" : "");
+		write_file(p, "Subject: \n");
+		free(p);
+	}
+	int64_t t0 = clock_mono_ms();
+	st = open_ok(fx, USER);
+	int64_t t_open = clock_mono_ms() - t0;
+	char *err = NULL;
+	size_t n = 0;
+	t0 = clock_mono_ms();
+	assert_int_equal(store_messages(st, "INBOX", 0, 0, count_cb, &n, &err), 0);
+	int64_t t_list = clock_mono_ms() - t0;
+	assert_int_equal(n, N);
+	uint32_t *uids;
+	size_t nuids;
+	t0 = clock_mono_ms();
+	assert_int_equal(store_uids(st, "INBOX", &uids, &nuids, &err), 0);
+	int64_t t_uids = clock_mono_ms() - t0;
+	assert_int_equal(nuids, N);
+	assert_int_equal(uids[0], 1);
+	assert_int_equal(uids[N - 1], N);
+	free(uids);
+	uint64_t hms = info_ok(st, "INBOX").highestmodseq;
+	n = 0;
+	t0 = clock_mono_ms();
+	for (int i = 0; i < 100; i++)
+		assert_int_equal(store_changes(st, "INBOX", hms, count_cb, &n, &err), 0);
+	int64_t t_changes = clock_mono_ms() - t0;
+	assert_int_equal(n, 0);
+	t0 = clock_mono_ms();
+	struct list_counts c = { 0 };
+	assert_int_equal(store_folder_list(st, list_inbox_cb, &c, &err), 0);
+	int64_t t_flist = clock_mono_ms() - t0;
+	assert_int_equal(c.messages, N);
+	assert_int_equal(c.unseen, N / 2);
+	assert_int_equal(c.recent, N);
+	/* a STORE over all of them in one batch */
+	t0 = clock_mono_ms();
+	assert_int_equal(store_batch_begin(st, &err), 0);
+	for (uint32_t uid = 1; uid <= N; uid++)
+		assert_int_equal(set_kw(st, "INBOX", uid, STORE_SEEN, "$Done", 0, NULL), 1);
+	assert_int_equal(store_batch_end(st, &err), 0);
+	int64_t t_batch = clock_mono_ms() - t0;
+	n = 0;
+	assert_int_equal(store_changes(st, "INBOX", hms, count_cb, &n, &err), 0);
+	assert_int_equal(n, N);
+	print_message("10000 messages: open+index %lld ms, list %lld ms, uids %lld ms,"
+		      " 100 x no changes %lld ms, folder list %lld ms, batch STORE %lld ms\n",
+		      (long long)t_open, (long long)t_list, (long long)t_uids,
+		      (long long)t_changes, (long long)t_flist, (long long)t_batch);
+	/* generous bounds (this is no benchmark): sync points stay cheap */
+	assert_true(t_list < 2000);
+	assert_true(t_uids < 500);
+	assert_true(t_changes < 500);
+	store_close(&st);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1462,6 +2333,16 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_recover_folders, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_concurrent_delivery, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_recover_once, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_keywords, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_unchangedsince, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_cache_copy_move, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_cache_busy, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_batch, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_sync, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_recent, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_migrate_v1, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_schema_new, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_large_folder, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
