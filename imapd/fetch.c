@@ -51,6 +51,7 @@ struct fetch {
 	size_t n;
 	bool need_data, need_mime, need_cache, sets_seen;
 	bool uid;
+	bool cache_write_failed;  /* the index is busy: do not wait again */
 	uint64_t changedsince;
 };
 
@@ -73,8 +74,6 @@ static struct fitem *add_item(struct fetch *f, enum fi_kind kind)
 	struct fitem *it = &f->items[f->n++];
 	memset(it, 0, sizeof(*it));
 	it->kind = kind;
-	it->sec.part = it->parts;
-	it->sec.fields = (const char *const *)it->fields;
 	return it;
 }
 
@@ -438,7 +437,7 @@ static void cache_free(struct mime_cache *mc)
 	memset(mc, 0, sizeof(*mc));
 }
 
-static int get_cache(struct session *s, const struct msg_info *mi, struct buf *data,
+static int get_cache(struct session *s, struct fetch *f, const struct msg_info *mi, struct buf *data,
 		     struct mime_msg **mm, struct mime_cache *mc)
 {
 	char *err = NULL;
@@ -467,10 +466,12 @@ static int get_cache(struct session *s, const struct msg_info *mi, struct buf *d
 	mime_bodystructure(*mm, true, &b);
 	mc->bodystructure = xstrdup(b.data ? b.data : "NIL");
 	buf_free(&b);
-	if (store_msg_cache_set(s->store, s->mbox->name, mi->uid, mc->envelope, mc->body,
+	if (!f->cache_write_failed &&
+	    store_msg_cache_set(s->store, s->mbox->name, mi->uid, mc->envelope, mc->body,
 				mc->bodystructure, &err) < 0) {
 		log_warnx(s->sid, "MIME cache write: %s", err);
 		free(err);
+		f->cache_write_failed = true;
 	}
 	return 0;
 }
@@ -496,19 +497,6 @@ static bool fetch_one(struct session *s, struct fetch *f, struct msg_info *mi, u
 	bool ok = true;
 	buf_reset(data);
 
-	if (f->sets_seen && !mb->readonly && !(mi->flags & STORE_SEEN)) {
-		uint64_t modseq = 0;
-		char *err = NULL;
-		int r = store_set_flags_kw(s->store, mb->name, mi->uid, mi->flags | STORE_SEEN, NULL, 0,
-					   &modseq, &err);
-		if (r == 1) {
-			mi->flags |= STORE_SEEN;
-			mi->modseq = modseq;
-		} else {
-			log_warnx(s->sid, "set \\Seen on UID %u: %s", mi->uid, err ? err : "refused");
-			free(err);
-		}
-	}
 	bool flags_changed = vm->flags != mi->flags || strcmp(vm->keywords, mi->keywords) != 0;
 	vm->flags = mi->flags;
 	vm->modseq = mi->modseq;
@@ -560,7 +548,7 @@ static bool fetch_one(struct session *s, struct fetch *f, struct msg_info *mi, u
 		case FI_ENVELOPE:
 		case FI_BODY:
 		case FI_BODYSTRUCTURE:
-			if (mc.envelope == NULL && get_cache(s, mi, data, &mm, &mc) < 0) {
+			if (mc.envelope == NULL && get_cache(s, f, mi, data, &mm, &mc) < 0) {
 				ok = false;
 				break;
 			}
@@ -582,6 +570,9 @@ static bool fetch_one(struct session *s, struct fetch *f, struct msg_info *mi, u
 				if (mm == NULL)
 					mm = mime_parse(data->data, data->len);
 				buf_reset(part);
+				/* Set here: add_item's realloc may have moved the items. */
+				it->sec.part = it->parts;
+				it->sec.fields = (const char *const *)it->fields;
 				mime_section_get(mm, &it->sec, part);
 				p = part->data ? part->data : "";
 				len = part->len;
@@ -695,7 +686,35 @@ void cmd_fetch(struct session *s, const struct imap_cmd *c, const struct imap_ar
 	buf_init(&line, 1024 * 1024);
 	buf_init(&data, (size_t)s->cfg->max_message_size * 2 + 65536);
 	buf_init(&part, (size_t)s->cfg->max_message_size * 2 + 65536);
-	bool batch = f.sets_seen && store_batch_begin(s->store, NULL) == 0;
+	/* \Seen first, in one short transaction, so the index is not held
+	 * while a slow client reads the output (deliveries wait for it). */
+	if (f.sets_seen && store_batch_begin(s->store, &err) == 0) {
+		for (size_t i = 0; i < col.n; i++) {
+			struct msg_info *mi = &col.v[i];
+			if ((mi->flags & STORE_SEEN) || (f.changedsince && mi->modseq <= f.changedsince))
+				continue;
+			uint64_t modseq = 0;
+			int r = store_set_flags_kw(s->store, mb->name, mi->uid, mi->flags | STORE_SEEN, NULL,
+						   0, &modseq, &err);
+			if (r == 1) {
+				mi->flags |= STORE_SEEN;
+				mi->modseq = modseq;
+			} else {
+				log_warnx(s->sid, "set \\Seen on UID %u: %s", mi->uid, err ? err : "refused");
+				free(err);
+				err = NULL;
+			}
+		}
+		if (store_batch_end(s->store, &err) < 0) {
+			log_warnx(s->sid, "FETCH \\Seen: %s", err);
+			free(err);
+			err = NULL;
+		}
+	} else if (f.sets_seen) {
+		log_warnx(s->sid, "FETCH \\Seen: %s", err);
+		free(err);
+		err = NULL;
+	}
 	size_t k = 0;
 	uint64_t wanted = seqset_count(&seqs);
 	for (size_t i = 0; i < col.n && !s->quit; i++) {
@@ -708,10 +727,6 @@ void cmd_fetch(struct session *s, const struct imap_cmd *c, const struct imap_ar
 		k++;
 		if (!fetch_one(s, &f, mi, seq, &line, &data, &part))
 			break;
-	}
-	if (batch && store_batch_end(s->store, &err) < 0) {
-		log_warnx(s->sid, "FETCH \\Seen: %s", err);
-		free(err);
 	}
 	bool missing = !uid && !f.changedsince && col.n < wanted;
 	buf_free(&line);

@@ -617,6 +617,10 @@ void cmd_idle(struct session *s, const struct imap_cmd *c)
 		mailbox_sync(s, true);
 	int64_t deadline = clock_mono_ms() + s->cfg->imap_idle_timeout_ms;
 	int64_t keepalive = clock_mono_ms() + IDLE_KEEPALIVE_MS;
+	/* The WAL write that wakes us comes just before the writer publishes
+	 * the commit in the shared wal-index: look again shortly after. */
+	int64_t recheck = 0;
+	int rechecks = 0;
 	struct buf *in = conn_rbuf(s->conn);
 	bool done = false;
 	while (!done && !s->quit) {
@@ -655,7 +659,15 @@ void cmd_idle(struct session *s, const struct imap_cmd *c)
 			keepalive = now + IDLE_KEEPALIVE_MS;
 			continue;
 		}
+		if (recheck && now >= recheck) {
+			if (s->state == ST_SELECTED)
+				mailbox_sync(s, true);
+			recheck = ++rechecks < 3 ? now + 20 * rechecks * rechecks : 0;
+			continue;
+		}
 		int64_t wait = (deadline < keepalive ? deadline : keepalive) - now;
+		if (recheck && recheck - now < wait)
+			wait = recheck - now;
 		if (!daemon_wait_begin(s->app->d, &s->link, true)) {
 			sess_untagged(s, "BYE Server shutting down");
 			s->quit = true;
@@ -683,6 +695,8 @@ void cmd_idle(struct session *s, const struct imap_cmd *c)
 			notify_sub_drain(sub);
 			if (s->state == ST_SELECTED)
 				mailbox_sync(s, true);
+			rechecks = 0;
+			recheck = clock_mono_ms() + 5;
 		}
 		if (tls_buffered || (pfd[0].revents & (POLLIN | POLLHUP | POLLERR))) {
 			enum conn_status cs = conn_fill(s->conn, 1000);

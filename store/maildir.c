@@ -4,8 +4,9 @@
  * A message file is "<secs>.M<usecs>P<pid>Q<counter>R<random>.<host>,S=<size>,W=<vsize>"
  * (the base, unique and kept for the life of the message) in new/, or the
  * base plus ":2,<letters>" in cur/.  Letters are sorted ASCII: D(raft)
- * F(lagged) R(eplied) S(een) T(rashed); any other letters (Dovecot keyword
- * letters, P for passed) are kept as they are.
+ * F(lagged) R(eplied) S(een) T(rashed); the others (xflags) are kept as
+ * they are: P for passed, and a..z, the keyword letters that
+ * dovecot-keywords names (keywords.c).
  */
 #include "store/store-private.h"
 

@@ -1,6 +1,9 @@
 /*
  * message.c - writing messages (tmp file, delivery by hard link), reading
- * them, and changing them: flags (a rename), copy, move, expunge.
+ * them (ranges, all UIDs, the changes since a MODSEQ), and changing them:
+ * flags and keywords (a rename), copy, move, expunge.  Each change is one
+ * operation (index_op_begin): its own transaction, or a savepoint in a
+ * batch.
  *
  * Delivery path, per recipient folder: link(2) the fsynced tmp file into
  * new/ (or cur/), fsync that directory, then one short write transaction

@@ -6,9 +6,10 @@
  *   maildir.c  Maildir file names, flags, directory helpers
  *   recover.c  the recovery scan of store_open
  *   folder.c   folder list/create/delete/rename/subscribe
- *   message.c  delivery, reading, flags, copy/move/expunge
+ *   message.c  delivery, reading (also UID lists and changes since a MODSEQ),
+ *              flags and keywords, copy/move/expunge
  *   keywords.c IMAP keywords: validation, the dovecot-keywords letters
- *   sync.c     batches, UID lists and changes, \Recent, the MIME cache
+ *   sync.c     batches, \Recent, the MIME cache
  *
  * Locking: every change to the index, and every rename/unlink of a message
  * file that the index knows, happens inside one BEGIN IMMEDIATE
