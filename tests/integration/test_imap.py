@@ -482,3 +482,106 @@ def test_curl_reads_mail_over_imaps(g):
                        capture_output=True, timeout=30)
     assert r.returncode == 0, r.stderr
     assert b"\\Junk" in r.stdout and b"Whitelist" in r.stdout
+
+
+# ------------------------------------------------------ limits, processes
+
+
+def test_idle_timeout_and_login_timeout(gateway_factory):
+    g = gateway_factory(imap_idle_timeout="1s", imap_login_timeout="1s")
+    g.start_imapd()
+    r = Raw(g)
+    r.sock.settimeout(10)
+    t0 = time.monotonic()
+    assert r.f.readline().startswith(b"* BYE")
+    assert r.f.readline() == b""
+    assert time.monotonic() - t0 < 8
+    m = login(g)
+    m.select("INBOX")
+    tag = m._new_tag()
+    m.send(tag + b" IDLE\r\n")
+    assert m.readline().startswith(b"+")
+    m.sock.settimeout(10)
+    assert m.readline().startswith(b"* BYE Autologout")
+
+
+def test_connection_limit_per_ip(gateway_factory):
+    g = gateway_factory(imap_max_connections_per_ip="2")
+    g.start_imapd()
+    time.sleep(0.2)  # the start probe's session ends
+    a, b = Raw(g), Raw(g)
+    assert a.banner.startswith(b"* OK") and b.banner.startswith(b"* OK")
+    c = Raw(g)
+    assert c.banner.startswith(b"* BYE [UNAVAILABLE]"), c.banner
+
+
+def test_two_imapd_processes_share_one_mailbox(g):
+    """A second imapd on the same data: sessions in both see each other."""
+    conf2 = g.conf + ".2"
+    port2 = gwlib.free_port()
+    text = g.config_text(dict(g.overrides, imap_listen=f"127.0.0.1:{port2}", imaps_listen=""))
+    with open(conf2, "w") as f:
+        f.write(text)
+    log2 = open(g.imapd_log_path + ".2", "ab")
+    p2 = subprocess.Popen([gwlib.IMAPD, "-c", conf2], stdout=log2, stderr=log2)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                m2 = imaplib.IMAP4("127.0.0.1", port2, timeout=10)
+                break
+            except OSError:
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+        m2.starttls(ssl_context=tls_ctx(g.cert))
+        m2.login("alice@example.test", gwlib.PASSWORD)
+        m1 = login(g)
+        append(m1, "INBOX", PLAIN)
+        m1.select("INBOX")
+        m2.select("INBOX")
+        assert m2.search(None, "ALL")[1] == [b"1"]
+        # IDLE in process 2 wakes for an APPEND in process 1.
+        tag = m2._new_tag()
+        m2.send(tag + b" IDLE\r\n")
+        assert m2.readline().startswith(b"+")
+        m2.sock.settimeout(10)
+        append(m1, "INBOX", MULTI)
+        assert m2.readline() == b"* 2 EXISTS\r\n"
+        m2.send(b"DONE\r\n")
+        while not m2.readline().startswith(tag):
+            pass
+        m2.store("1", "+FLAGS", "(\\Deleted)")
+        m2.expunge()
+        m1.noop()
+        assert m1.response("EXPUNGE")[1] == [b"1"]
+        assert m1.fetch("1", "(BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])")[1][0][1].strip() == \
+            b"Message-ID: <multi1@sender.test>"
+        m1.logout()
+        m2.logout()
+    finally:
+        p2.terminate()
+        p2.wait(10)
+        log2.close()
+
+
+def test_bodystructure_is_cached_in_the_index(g):
+    import sqlite3
+    m = login(g)
+    append(m, "INBOX", MULTI)
+    m.select("INBOX")
+    typ, data = m.fetch("1", "(BODYSTRUCTURE ENVELOPE)")
+    first = flat(data)
+    db = sqlite3.connect(g.maildir("alice@example.test") + "/index.sqlite")
+    rows = db.execute("SELECT count(*) FROM msgcache").fetchone()[0]
+    db.close()
+    assert rows == 1
+    # A second FETCH answers the same from the cache.
+    m.untagged_responses.clear()
+    typ, data = m.fetch("1", "(BODYSTRUCTURE ENVELOPE)")
+    assert flat(data) == first
+    # The cache follows the message through a COPY.
+    m.copy("1", "Trash")
+    m.select("Trash")
+    typ, data = m.fetch("1", "(BODYSTRUCTURE)")
+    assert b"\"MIXED\"" in flat(data).upper()
+    m.logout()
