@@ -189,6 +189,9 @@ struct config {
 	int64_t imap_login_timeout_ms;
 	int64_t imap_max_bad_commands;
 	int64_t imap_max_line_length;
+	struct strlist pop3_listen;  /* plain + STLS */
+	struct strlist pop3s_listen; /* implicit TLS */
+	int64_t pop3_timeout_ms;
 };
 
 /* Incremental parser: feed any chunking of the file (also one byte at a

@@ -99,6 +99,11 @@ static const struct ckey ckeys[] = {
 	  "BAD replies per IMAP session before * BYE" },
 	{ "imap_max_line_length", CT_INT, OFF(imap_max_line_length), "65536", 1000, 100000000,
 	  "octets of an IMAP command line (literals excluded); longer: BAD" },
+	{ "pop3_listen", CT_LISTEN, OFF(pop3_listen), "127.0.0.1:1110", 0, 0,
+	  "POP3 with STLS (repeatable; 0.0.0.0:110 in production); empty: none" },
+	{ "pop3s_listen", CT_LISTEN, OFF(pop3s_listen), "", 0, 0, "implicit TLS POP3 (repeatable; 995)" },
+	{ "pop3_timeout", CT_DURATION, OFF(pop3_timeout_ms), "10m", 100, 86400000,
+	  "an inactive POP3 session is closed after this (RFC 1939 3: at least 10 minutes)" },
 };
 
 const struct config_keyinfo *config_keys(size_t *n_r)

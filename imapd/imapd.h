@@ -10,6 +10,8 @@
  *               EXPUNGE, CLOSE, IDLE, COPY/MOVE
  *   fetch.c     FETCH and STORE, SEARCH's message loading
  *   notify.c    one inotify instance per process that wakes IDLE sessions
+ *   pop3.c      POP3 (RFC 1939) of INBOX only
+ *   auth.c      SASL PLAIN, the failed-login slow-down (IMAP and POP3)
  *   imap_parse.c, search.c   the command parser, sequence sets, SEARCH
  */
 #ifndef IMAPD_H
@@ -123,10 +125,20 @@ int parse_flag_list(const struct imap_arg *args, size_t n, unsigned *flags_r, st
 		    const char **error_r);
 void format_flags(struct buf *out, unsigned flags, const char *keywords, bool recent);
 
+/* auth.c: SASL PLAIN (RFC 4616) and the failed-login slow-down per IP. */
+int sasl_plain_decode(const char *b64, char **authz_r, char **authc_r, char **pass_r);
+void sasl_plain_free(char *authz, char *authc, char *pass);
+void auth_fail_delay(const char *ip);
+void auth_fail_clear(const char *ip);
+
 /* utf7.c: modified UTF-7 (RFC 3501 5.1.3) <-> UTF-8, malloc'd; decode
  * gives NULL for invalid input. */
 char *mutf7_decode(const char *in);
 char *mutf7_encode(const char *in);
+
+/* pop3.c */
+void pop3_session_run(struct imapd *app, int fd, const struct sockaddr *peer, bool implicit_tls,
+		      const char *ip);
 
 /* mailbox.c */
 void cmd_select(struct session *s, const struct imap_cmd *c, bool readonly);

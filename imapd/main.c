@@ -1,9 +1,10 @@
 /*
- * imapd - the IMAP daemon.
+ * imapd - the IMAP and POP3 daemon.
  *
  *   imapd [-c FILE] [-t]
  *
- * Binds imap_listen (plain + STARTTLS) and imaps_listen (implicit TLS),
+ * Binds imap_listen (plain + STARTTLS), imaps_listen (implicit TLS),
+ * pop3_listen (plain + STLS) and pop3s_listen (implicit TLS),
  * drops to run_user when started as root, and runs one thread per
  * connection (common/daemon.c).  SIGHUP reloads the configuration;
  * SIGTERM and SIGINT send BYE to idle sessions and stop.
@@ -15,16 +16,25 @@
 #include <string.h>
 #include <sys/socket.h>
 
-enum { KIND_IMAP, KIND_IMAPS, NKINDS };
+enum { KIND_IMAP, KIND_IMAPS, KIND_POP3, KIND_POP3S, NKINDS };
 
 static const struct strlist *listen_addrs(const struct config *cfg, int kind)
 {
-	return kind == KIND_IMAP ? &cfg->imap_listen : &cfg->imaps_listen;
+	switch (kind) {
+	case KIND_IMAP:
+		return &cfg->imap_listen;
+	case KIND_IMAPS:
+		return &cfg->imaps_listen;
+	case KIND_POP3:
+		return &cfg->pop3_listen;
+	default:
+		return &cfg->pop3s_listen;
+	}
 }
 
 static bool kind_tls(int kind)
 {
-	return kind == KIND_IMAPS;
+	return kind == KIND_IMAPS || kind == KIND_POP3S;
 }
 
 static void limits(const struct config *cfg, int64_t *max_total, int64_t *max_per_ip)
@@ -35,8 +45,13 @@ static void limits(const struct config *cfg, int64_t *max_total, int64_t *max_pe
 
 static void refuse(int fd, int kind, int why, const struct config *cfg)
 {
-	(void)kind;
 	(void)cfg;
+	if (kind == KIND_POP3 || kind == KIND_POP3S) {
+		const char *m = why <= 2 ? "-ERR [SYS/TEMP] Too many connections\r\n"
+					 : "-ERR [SYS/TEMP] Service not available\r\n";
+		(void)!send(fd, m, strlen(m), MSG_NOSIGNAL);
+		return;
+	}
 	const char *msg = why == 1   ? "* BYE [UNAVAILABLE] Too many connections\r\n"
 			  : why == 2 ? "* BYE [UNAVAILABLE] Too many connections from your address\r\n"
 				     : "* BYE [UNAVAILABLE] Service not available\r\n";
@@ -46,7 +61,10 @@ static void refuse(int fd, int kind, int why, const struct config *cfg)
 static void session(struct daemon *d, int fd, const struct sockaddr *peer, int kind, const char *ip)
 {
 	struct imapd *app = daemon_app(d);
-	imap_session_run(app, fd, peer, kind == KIND_IMAPS, ip);
+	if (kind == KIND_POP3 || kind == KIND_POP3S)
+		pop3_session_run(app, fd, peer, kind == KIND_POP3S, ip);
+	else
+		imap_session_run(app, fd, peer, kind == KIND_IMAPS, ip);
 }
 
 static int ready(struct daemon *d, const struct config *cfg)

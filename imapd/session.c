@@ -20,12 +20,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <openssl/evp.h>
 
 #define MAX_AUTH_FAILURES 5          /* per session, then BYE */
-#define FAIL_TABLE 256               /* client IPs remembered for the slow-down */
-#define FAIL_FORGET_S 600
-#define FAIL_DELAY_MAX_MS 15000
 
 /* ----------------------------------------------------------- responses */
 
@@ -237,64 +233,11 @@ void write_folder_name(struct buf *b, const char *name)
 	free(enc);
 }
 
-/* ---------------------------------------------------- failed-login delay */
-
-struct failrec {
-	char ip[64];
-	int count;
-	time_t last;
-};
-static pthread_mutex_t fail_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct failrec fail_table[FAIL_TABLE];
-
-static struct failrec *fail_find(const char *ip, bool create)
-{
-	time_t now = time(NULL);
-	struct failrec *oldest = &fail_table[0];
-	for (size_t i = 0; i < FAIL_TABLE; i++) {
-		struct failrec *f = &fail_table[i];
-		if (f->ip[0] && now - f->last > FAIL_FORGET_S)
-			f->ip[0] = '\0';
-		if (f->ip[0] && strcmp(f->ip, ip) == 0)
-			return f;
-		if (f->last < oldest->last)
-			oldest = f;
-	}
-	if (!create)
-		return NULL;
-	memset(oldest, 0, sizeof(*oldest));
-	str_copy(oldest->ip, ip, sizeof(oldest->ip));
-	return oldest;
-}
-
-/* Sleep before answering a failed login: 1 s, doubling per failure from
- * this address in the last 10 minutes, at most 15 s (Dovecot's
- * auth_failure_delay idea, per IP so that parallel guessing is slowed). */
 static void login_failed(struct session *s)
 {
-	pthread_mutex_lock(&fail_lock);
-	struct failrec *f = fail_find(s->ip, true);
-	f->count++;
-	f->last = time(NULL);
-	int n = f->count;
-	pthread_mutex_unlock(&fail_lock);
-	int64_t ms = 1000;
-	for (int i = 1; i < n && ms < FAIL_DELAY_MAX_MS; i++)
-		ms *= 2;
-	if (ms > FAIL_DELAY_MAX_MS)
-		ms = FAIL_DELAY_MAX_MS;
 	s->auth_failures++;
 	conn_flush(s->conn, 1000);
-	usleep((useconds_t)(ms * 1000));
-}
-
-static void login_succeeded(struct session *s)
-{
-	pthread_mutex_lock(&fail_lock);
-	struct failrec *f = fail_find(s->ip, false);
-	if (f)
-		f->ip[0] = '\0';
-	pthread_mutex_unlock(&fail_lock);
+	auth_fail_delay(s->ip);
 }
 
 /* ------------------------------------------------------------ capability */
@@ -404,7 +347,7 @@ static bool do_login(struct session *s, const char *user, const char *pass)
 		sess_tagged(s, "NO", "[UNAVAILABLE] Mail store not available");
 		return false;
 	}
-	login_succeeded(s);
+	auth_fail_clear(s->ip);
 	s->user = xstrdup(addr);
 	s->state = ST_AUTH;
 	log_info(s->sid, "login %s from %s%s", addr, s->ip, conn_is_tls(s->conn) ? " (TLS)" : "");
@@ -487,39 +430,20 @@ static void cmd_authenticate(struct session *s, const struct imap_cmd *c)
 		sess_bad(s, "AUTHENTICATE cancelled");
 		return;
 	}
-	size_t len = strlen(resp);
-	unsigned char *dec = xmalloc(len + 4);
-	int n = strcmp(resp, "=") == 0 ? 0 : EVP_DecodeBlock(dec, (unsigned char *)resp, (int)len);
-	if (n < 0 || len % 4 != 0) {
-		free(resp);
-		free(dec);
-		sess_bad(s, "Invalid base64 in AUTHENTICATE");
-		return;
-	}
-	/* EVP_DecodeBlock counts the padding as output bytes. */
-	if (len >= 1 && resp[len - 1] == '=')
-		n--;
-	if (len >= 2 && resp[len - 2] == '=')
-		n--;
+	char *authz, *authc, *pass;
+	int r = sasl_plain_decode(resp, &authz, &authc, &pass);
 	free(resp);
-	dec[n] = '\0';
-	const char *authz = (const char *)dec;
-	const char *p1 = memchr(dec, '\0', (size_t)n);
-	const char *p2 = p1 ? memchr(p1 + 1, '\0', (size_t)(n - (p1 + 1 - (const char *)dec))) : NULL;
-	if (p1 == NULL || p2 == NULL) {
-		free(dec);
+	if (r < 0) {
 		sess_bad(s, "Malformed PLAIN response");
 		return;
 	}
-	const char *authc = p1 + 1, *pass = p2 + 1;
 	if (*authz && !str_ieq(authz, authc)) {
-		free(dec);
+		sasl_plain_free(authz, authc, pass);
 		sess_tagged(s, "NO", "[AUTHORIZATIONFAILED] Proxy login not permitted");
 		return;
 	}
 	do_login(s, authc, pass);
-	OPENSSL_cleanse(dec, (size_t)n);
-	free(dec);
+	sasl_plain_free(authz, authc, pass);
 }
 
 /* ---------------------------------------------------- folder commands */

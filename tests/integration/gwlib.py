@@ -209,6 +209,8 @@ class Gateway:
             self.sport = free_port()
         self.imap_port = free_port()
         self.imaps_port = free_port()
+        self.pop3_port = free_port()
+        self.pop3s_port = free_port()
         self.imapd_log_path = os.path.join(self.tmp, "imapd.log")
         self.imapd_proc = None
         self._imapd_log = None
@@ -233,6 +235,8 @@ class Gateway:
             "smtps_listen": f"127.0.0.1:{self.sport}",
             "imap_listen": f"127.0.0.1:{self.imap_port}",
             "imaps_listen": f"127.0.0.1:{self.imaps_port}",
+            "pop3_listen": f"127.0.0.1:{self.pop3_port}",
+            "pop3s_listen": f"127.0.0.1:{self.pop3s_port}",
             "max_message_size": "100000",
             "shutdown_timeout": "2s",
             "log_level": "debug",

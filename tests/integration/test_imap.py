@@ -519,7 +519,8 @@ def test_two_imapd_processes_share_one_mailbox(g):
     """A second imapd on the same data: sessions in both see each other."""
     conf2 = g.conf + ".2"
     port2 = gwlib.free_port()
-    text = g.config_text(dict(g.overrides, imap_listen=f"127.0.0.1:{port2}", imaps_listen=""))
+    text = g.config_text(dict(g.overrides, imap_listen=f"127.0.0.1:{port2}", imaps_listen="",
+                              pop3_listen="", pop3s_listen=""))
     with open(conf2, "w") as f:
         f.write(text)
     log2 = open(g.imapd_log_path + ".2", "ab")
