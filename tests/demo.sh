@@ -28,6 +28,8 @@ smtp_listen       = 127.0.0.1:2525
 smtps_listen      = 127.0.0.1:2465
 imap_listen       = 127.0.0.1:1143
 imaps_listen      = 127.0.0.1:1993
+pop3_listen       = 127.0.0.1:1110
+pop3s_listen      = 127.0.0.1:1995
 max_message_size  = 26214400
 CONF
 	echo "make run: wrote $conf"
@@ -59,6 +61,8 @@ cat <<TXT
     curl -k --ssl-reqd --user 'demo@example.test:$pw' imap://127.0.0.1:1143/ -X 'LIST "" *'
     openssl s_client -quiet -starttls imap -connect 127.0.0.1:1143    (then: a LOGIN demo@example.test $pw)
   Thunderbird/K-9: server 127.0.0.1, port 1993 SSL/TLS (or 1143 STARTTLS), normal password.
+  POP3 (INBOX only): 127.0.0.1:1995 implicit TLS, 1110 with STLS:
+    curl -k --user 'demo@example.test:$pw' pop3s://127.0.0.1:1995/1
   On disk: the Maildir var/mail/example.test/demo/ (mutt -f var/mail/example.test/demo/)
 
   Add users:  printf 'secret\n' | bin/mailctl -c var/gateway.conf user add bob@example.test
