@@ -241,6 +241,8 @@ enum conn_status conn_fill(struct conn *c, int timeout_ms);
 /* True when the peer has sent bytes we have not consumed: in rbuf, inside
  * TLS, or waiting in the socket. */
 bool conn_input_pending(struct conn *c);
+/* Decrypted bytes held inside TLS (poll(2) on the socket cannot see them). */
+bool conn_tls_buffered(struct conn *c);
 /* Buffered output; conn_flush writes it out within timeout_ms. */
 void conn_write(struct conn *c, const void *p, size_t n);
 void conn_printf(struct conn *c, const char *fmt, ...) PRINTFLIKE(2, 3);

@@ -380,7 +380,8 @@ int daemon_main(const struct daemon_ops *ops, void *app, int argc, char **argv)
 	if (log_open(ops->name, lvl, cfg->syslog_facility) < 0)
 		log_fatalx(NULL, "unknown syslog facility %s", cfg->syslog_facility);
 
-	struct daemon d;
+	/* Static: sessions still running at exit may use it to the end. */
+	static struct daemon d;
 	memset(&d, 0, sizeof(d));
 	d.ops = ops;
 	d.app = app;

@@ -253,6 +253,11 @@ enum conn_status conn_fill(struct conn *c, int timeout_ms)
 	}
 }
 
+bool conn_tls_buffered(struct conn *c)
+{
+	return c->ssl && SSL_pending(c->ssl) > 0;
+}
+
 bool conn_input_pending(struct conn *c)
 {
 	if (c->rbuf.len > 0)

@@ -93,6 +93,8 @@ int main(int argc, char **argv)
 	int left = daemon_main(&filterd_ops, &srv, argc, argv);
 	if (left < 0)
 		return 1;
+	if (left > 0)
+		_exit(0); /* sessions still run: no exit handlers under them */
 	if (left == 0) {
 		/* No session left: close the SQLite handles cleanly. */
 		storepool_free(&srv.stores);

@@ -110,12 +110,3 @@ void auth_fail_delay(const char *ip)
 		ms = FAIL_DELAY_MAX_MS;
 	usleep((useconds_t)(ms * 1000));
 }
-
-void auth_fail_clear(const char *ip)
-{
-	pthread_mutex_lock(&fail_lock);
-	struct failrec *f = fail_find(ip, false);
-	if (f)
-		f->ip[0] = '\0';
-	pthread_mutex_unlock(&fail_lock);
-}

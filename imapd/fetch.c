@@ -52,6 +52,7 @@ struct fetch {
 	bool need_data, need_mime, need_cache, sets_seen;
 	bool uid;
 	bool cache_write_failed;  /* the index is busy: do not wait again */
+	bool vanished;            /* a message file could not be read */
 	uint64_t changedsince;
 };
 
@@ -503,6 +504,7 @@ static bool fetch_one(struct session *s, struct fetch *f, struct msg_info *mi, u
 	if (strcmp(vm->keywords, mi->keywords) != 0) {
 		free(vm->keywords);
 		vm->keywords = xstrdup(mi->keywords);
+		mailbox_note_keywords(s, vm->keywords);
 	}
 
 	buf_reset(line);
@@ -554,7 +556,12 @@ static bool fetch_one(struct session *s, struct fetch *f, struct msg_info *mi, u
 			}
 			SEP();
 			buf_puts(line, it->kind == FI_ENVELOPE ? "ENVELOPE " : it->kind == FI_BODY ? "BODY " : "BODYSTRUCTURE ");
-			buf_puts(line, it->kind == FI_ENVELOPE ? mc.envelope : it->kind == FI_BODY ? mc.body : mc.bodystructure);
+			/* May be large (a huge Subject is a literal inside it):
+			 * written out directly, not through the line buffer. */
+			const char *str = it->kind == FI_ENVELOPE ? mc.envelope : it->kind == FI_BODY ? mc.body : mc.bodystructure;
+			if (!sess_write(s, line->data, line->len) || !sess_write(s, str, strlen(str)))
+				ok = false;
+			buf_reset(line);
 			break;
 		case FI_SECTION: {
 			if (data->len == 0 && load_msg(s, mi, data) < 0) {
@@ -590,10 +597,9 @@ static bool fetch_one(struct session *s, struct fetch *f, struct msg_info *mi, u
 			}
 			SEP();
 			buf_printf(line, "%s {%zu}\r\n", it->label, len);
-			conn_write(s->conn, line->data, line->len);
-			buf_reset(line);
-			if (!sess_write(s, p, len))
+			if (!sess_write(s, line->data, line->len) || !sess_write(s, p, len))
 				ok = false;
+			buf_reset(line);
 			break;
 		}
 		}
@@ -612,16 +618,14 @@ static bool fetch_one(struct session *s, struct fetch *f, struct msg_info *mi, u
 	if (mm)
 		mime_free(&mm);
 	cache_free(&mc);
-	if (!ok) {
-		/* The file vanished since the index was read (expunged by
-		 * another session): end the response with what we have. */
-		buf_puts(line, ")\r\n");
-		conn_write(s->conn, line->data, line->len);
-		return !s->quit;
-	}
 	buf_puts(line, ")\r\n");
-	conn_write(s->conn, line->data, line->len);
-	return sess_flush_if_big(s);
+	if (!sess_write(s, line->data, line->len))
+		return false;
+	if (!ok)
+		/* The file vanished since the index was read (expunged by
+		 * another session): the response ended with what we had. */
+		f->vanished = true;
+	return !s->quit;
 }
 
 void cmd_fetch(struct session *s, const struct imap_cmd *c, const struct imap_arg *args, size_t n,
@@ -667,7 +671,7 @@ void cmd_fetch(struct session *s, const struct imap_cmd *c, const struct imap_ar
 		sess_bad(s, "Invalid message set");
 		return;
 	}
-	if (!uid && seqs.n && seqs.r[seqs.n - 1].hi > mb->n) {
+	if (!uid && seqs.n && seqs.r[seqs.n - 1].hi > mb->n && !strchr(set, '*')) {
 		seqset_free(&seqs);
 		fetch_free(&f);
 		sess_bad(s, "No such message");
@@ -716,7 +720,12 @@ void cmd_fetch(struct session *s, const struct imap_cmd *c, const struct imap_ar
 		err = NULL;
 	}
 	size_t k = 0;
-	uint64_t wanted = seqset_count(&seqs);
+	uint64_t wanted = 0;
+	for (size_t i = 0; i < seqs.n; i++) {
+		uint32_t lo = seqs.r[i].lo ? seqs.r[i].lo : 1, hi = seqs.r[i].hi < mb->n ? seqs.r[i].hi : (uint32_t)mb->n;
+		if (lo <= hi)
+			wanted += hi - lo + 1;
+	}
 	for (size_t i = 0; i < col.n && !s->quit; i++) {
 		struct msg_info *mi = &col.v[i];
 		if (f.changedsince && mi->modseq <= f.changedsince)
@@ -728,7 +737,7 @@ void cmd_fetch(struct session *s, const struct imap_cmd *c, const struct imap_ar
 		if (!fetch_one(s, &f, mi, seq, &line, &data, &part))
 			break;
 	}
-	bool missing = !uid && !f.changedsince && col.n < wanted;
+	bool missing = f.vanished || (!uid && !f.changedsince && col.n < wanted);
 	buf_free(&line);
 	buf_free(&data);
 	buf_free(&part);
@@ -873,7 +882,7 @@ void cmd_store(struct session *s, const struct imap_cmd *c, const struct imap_ar
 		sess_bad(s, "Invalid message set");
 		return;
 	}
-	if (!uid && seqs.n && seqs.r[seqs.n - 1].hi > mb->n) {
+	if (!uid && seqs.n && seqs.r[seqs.n - 1].hi > mb->n && !strchr(set, '*')) {
 		buf_free(&kw);
 		seqset_free(&seqs);
 		sess_bad(s, "No such message");
@@ -922,6 +931,7 @@ void cmd_store(struct session *s, const struct imap_cmd *c, const struct imap_ar
 			m->modseq = modseq;
 			free(m->keywords);
 			m->keywords = nkw;
+			mailbox_note_keywords(s, nkw);
 			if (silent && !s->condstore)
 				continue;
 			buf_reset(&line);

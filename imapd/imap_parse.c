@@ -45,6 +45,7 @@ struct arglist {
 
 struct imap_parser {
 	size_t max_line, max_literal, max_args;
+	size_t append_max;      /* literals of APPEND (imap_parser_set_limits) */
 	enum pstate st;
 	char *tag, *name;
 	struct arglist stack[IMAP_MAX_DEPTH + 1];
@@ -147,6 +148,7 @@ struct imap_parser *imap_parser_new(size_t max_line, size_t max_literal, size_t 
 	struct imap_parser *p = xcalloc(1, sizeof(*p));
 	p->max_line = max_line;
 	p->max_literal = max_literal;
+	p->append_max = max_literal;
 	p->max_args = max_args;
 	p->st = ST_TAG;
 	return p;
@@ -328,12 +330,17 @@ static void finish_literal(struct imap_parser *p)
 
 /* Each literal at most max_literal, all of one command at most twice that
  * (a mailbox name sent as a literal plus a message of the largest size). */
+static size_t literal_max(const struct imap_parser *p)
+{
+	return p->name && strcmp(p->name, "APPEND") == 0 ? p->append_max : p->max_literal;
+}
+
 static bool literal_too_big(const struct imap_parser *p)
 {
-	if (p->lit_size > p->max_literal)
+	size_t max = literal_max(p);
+	if (p->lit_size > max)
 		return true;
-	uint64_t total_max = (uint64_t)p->max_literal > UINT64_MAX / 2 ? UINT64_MAX
-								: (uint64_t)p->max_literal * 2;
+	uint64_t total_max = (uint64_t)max > UINT64_MAX / 2 ? UINT64_MAX : (uint64_t)max * 2;
 	return p->lit_total > total_max - p->lit_size;
 }
 
@@ -635,7 +642,7 @@ enum imap_parse_status imap_parser_feed(struct imap_parser *p, const char *in, s
 			}
 			if (p->sk_state == 3) { /* the bad line ended with {N+} */
 				p->sk_state = 0;
-				if (p->sk_huge || p->sk_num > p->max_literal) {
+				if (p->sk_huge || p->sk_num > literal_max(p)) {
 					*consumed_r = i;
 					fatal(p, "Non-synchronizing literal too big");
 					return IMAP_PARSE_ERROR;
@@ -686,6 +693,12 @@ const char *imap_parser_name(const struct imap_parser *p)
 uint64_t imap_parser_literal_size(const struct imap_parser *p)
 {
 	return p->lit_size;
+}
+
+void imap_parser_set_limits(struct imap_parser *p, size_t max_literal, size_t append_max)
+{
+	p->max_literal = max_literal;
+	p->append_max = append_max;
 }
 
 bool imap_parser_literal_too_big(const struct imap_parser *p)

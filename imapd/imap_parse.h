@@ -111,6 +111,10 @@ const struct imap_cmd *imap_parser_cmd(const struct imap_parser *p);
 const char *imap_parser_tag(const struct imap_parser *p);
 /* The command name parsed so far (upper-cased), or NULL. */
 const char *imap_parser_name(const struct imap_parser *p);
+/* Literal limits from now on: max_literal for every command but APPEND,
+ * append_max for APPEND (the session lowers both before login).  A
+ * non-synchronizing literal over the limit is a fatal error. */
+void imap_parser_set_limits(struct imap_parser *p, size_t max_literal, size_t append_max);
 /* The size announced by the pending literal. */
 uint64_t imap_parser_literal_size(const struct imap_parser *p);
 /* The pending literal exceeds max_literal (or with the literals already

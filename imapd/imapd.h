@@ -27,6 +27,8 @@
 /* Literals of commands other than APPEND (a LOGIN password, a SEARCH
  * string): larger ones get NO [TOOBIG] before any "+". */
 #define IMAP_SMALL_LITERAL_MAX (64 * 1024)
+#define IMAP_LOGIN_LITERAL_MAX 8192
+#define IMAP_MAX_KEYWORDS 1000     /* per command */
 /* Flush FETCH output when this much is pending. */
 #define IMAP_FLUSH_AT (256 * 1024)
 
@@ -95,6 +97,7 @@ struct session {
 	int64_t commands;
 	int auth_failures;
 	bool quit;
+	bool closing;             /* BYE sent: no tagged reply may follow */
 	const char *tag;          /* of the command running */
 	char *names[4];           /* decoded folder names of the command running */
 	struct buf line;          /* scratch for responses */
@@ -125,11 +128,11 @@ int parse_flag_list(const struct imap_arg *args, size_t n, unsigned *flags_r, st
 		    const char **error_r);
 void format_flags(struct buf *out, unsigned flags, const char *keywords, bool recent);
 
-/* auth.c: SASL PLAIN (RFC 4616) and the failed-login slow-down per IP. */
+/* auth.c: SASL PLAIN (RFC 4616) and the failed-login slow-down per IP
+ * (a success does not reset it: any valid account would). */
 int sasl_plain_decode(const char *b64, char **authz_r, char **authc_r, char **pass_r);
 void sasl_plain_free(char *authz, char *authc, char *pass);
 void auth_fail_delay(const char *ip);
-void auth_fail_clear(const char *ip);
 
 /* utf7.c: modified UTF-7 (RFC 3501 5.1.3) <-> UTF-8, malloc'd; decode
  * gives NULL for invalid input. */
@@ -154,6 +157,8 @@ void mailbox_free(struct mailbox **mb);
  * CONDSTORE) and, when expunges_ok, expunges (EXPUNGE n).  RFC 3501
  * section 7.4.1: no EXPUNGE during FETCH, STORE or SEARCH. */
 void mailbox_sync(struct session *s, bool expunges_ok);
+/* Announce keywords the client has not seen in FLAGS yet. */
+void mailbox_note_keywords(struct session *s, const char *kws);
 /* Sequence number of uid (1-based), 0 when absent. */
 uint32_t mailbox_seq(const struct mailbox *mb, uint32_t uid);
 /* Resolve a sequence set (or UID set when uid) argument to the indexes of

@@ -101,6 +101,16 @@ static void keywords_note(struct session *s, const char *kws, bool *changed)
 	free(copy);
 }
 
+static void send_flags(struct session *s);
+
+void mailbox_note_keywords(struct session *s, const char *kws)
+{
+	bool changed = false;
+	keywords_note(s, kws, &changed);
+	if (changed)
+		send_flags(s);
+}
+
 static void send_flags(struct session *s)
 {
 	struct mailbox *mb = s->mbox;
@@ -330,8 +340,9 @@ void mailbox_sync(struct session *s, bool expunges_ok)
 	}
 	if (r == 0 || fi.uidvalidity != mb->uidvalidity) {
 		/* RFC 3501 2.3.1.1: the client's UIDs are void. */
-		sess_untagged(s, "BYE Mailbox %s was deleted or renamed", r == 0 ? "" : "UIDVALIDITY");
+		sess_untagged(s, "BYE Mailbox %s", r == 0 ? "was deleted or renamed" : "UIDVALIDITY changed");
 		s->quit = true;
+		s->closing = true;
 		return;
 	}
 	bool changed = fi.highestmodseq != mb->highestmodseq;
@@ -344,12 +355,15 @@ void mailbox_sync(struct session *s, bool expunges_ok)
 	if (changed) {
 		struct sync_ctx sc = { .s = s, .old_n = mb->n };
 		buf_init(&sc.line, 64 * 1024);
+		bool failed = false;
 		if (store_changes(s->store, mb->name, mb->highestmodseq, changes_cb, &sc, &err) < 0) {
 			log_warnx(s->sid, "sync %s: %s", log_str(mb->name), err);
 			free(err);
+			failed = true; /* try again at the next sync point */
 		}
 		buf_free(&sc.line);
-		mb->highestmodseq = fi.highestmodseq;
+		if (!failed)
+			mb->highestmodseq = fi.highestmodseq;
 		if (sc.flags_changed)
 			send_flags(s);
 		if (mb->n > sc.old_n) {
@@ -469,7 +483,9 @@ void cmd_expunge(struct session *s, const struct imap_cmd *c, const struct imap_
 		return;
 	}
 	struct seqset set = { 0 };
-	if (uidset && !seqset_parse(imap_arg_atom(uidset), UINT32_MAX, &set)) {
+	struct mailbox *mb = s->mbox;
+	uint32_t maxuid = mb->n ? mb->msgs[mb->n - 1].uid : 0;
+	if (uidset && !seqset_parse(imap_arg_atom(uidset), maxuid, &set)) {
 		sess_bad(s, "Invalid UID set");
 		return;
 	}
@@ -516,7 +532,7 @@ void cmd_copy(struct session *s, const struct imap_cmd *c, const struct imap_arg
 		sess_bad(s, "Invalid message set");
 		return;
 	}
-	if (!uid && seqs.n && seqs.r[seqs.n - 1].hi > mb->n) {
+	if (!uid && seqs.n && seqs.r[seqs.n - 1].hi > mb->n && !strchr(set, '*')) {
 		seqset_free(&seqs);
 		sess_bad(s, "No such message");
 		return;
@@ -567,7 +583,9 @@ void cmd_copy(struct session *s, const struct imap_cmd *c, const struct imap_arg
 	}
 	struct buf code;
 	buf_init(&code, 1024 * 1024);
-	if (src.n) {
+	/* RFC 4315: COPYUID may be left out; a set too long for a response
+	 * line is, rather than sent cut short. */
+	if (src.n && src.n <= 20000 && dst.n <= 20000) {
 		buf_printf(&code, "COPYUID %u ", dest_validity);
 		seqset_format(&src, &code);
 		buf_putc(&code, ' ');
@@ -578,7 +596,7 @@ void cmd_copy(struct session *s, const struct imap_cmd *c, const struct imap_arg
 			 log_str(dest), (unsigned long long)seqset_count(&src));
 	if (move) {
 		/* RFC 6851 4.3: COPYUID in an untagged OK, then the EXPUNGEs. */
-		if (src.n)
+		if (code.len)
 			sess_untagged(s, "OK [%s] Moved", code.data);
 		mailbox_sync(s, true);
 		if (missing)
@@ -589,7 +607,7 @@ void cmd_copy(struct session *s, const struct imap_cmd *c, const struct imap_arg
 		sess_tagged(s, "NO", "[EXPUNGEISSUED] Some messages no longer exist");
 	} else {
 		mailbox_sync(s, uid);
-		if (src.n)
+		if (code.len)
 			sess_tagged(s, "OK", "[%s] COPY completed", code.data);
 		else
 			sess_tagged(s, "OK", "COPY completed");
@@ -673,7 +691,9 @@ void cmd_idle(struct session *s, const struct imap_cmd *c)
 			s->quit = true;
 			break;
 		}
-		bool tls_buffered = conn_input_pending(s->conn);
+		/* Bytes inside TLS that poll cannot see (not a partial line in
+		 * rbuf: that waits for more). */
+		bool tls_buffered = conn_tls_buffered(s->conn);
 		struct pollfd pfd[2] = {
 			{ .fd = conn_fd(s->conn), .events = POLLIN },
 			{ .fd = sub ? notify_sub_fd(sub) : -1, .events = POLLIN },

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <sys/socket.h>
 
 enum { KIND_IMAP, KIND_IMAPS, KIND_POP3, KIND_POP3S, NKINDS };
@@ -94,6 +95,8 @@ int main(int argc, char **argv)
 	int left = daemon_main(&imapd_ops, &app, argc, argv);
 	if (left < 0)
 		return 1;
+	if (left > 0)
+		_exit(0); /* sessions still run: no exit handlers under them */
 	if (left == 0) {
 		notify_free(&app.notify);
 		free(app.data_dir);

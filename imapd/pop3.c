@@ -188,7 +188,6 @@ static void do_login(struct pop3 *p, const char *user, const char *pass)
 		}
 		return;
 	}
-	auth_fail_clear(p->ip);
 	maildrop_open(p, addr);
 }
 

@@ -456,6 +456,8 @@ struct mctx {
 	const struct mime_msg *mm;
 	bool have_text;
 	struct buf text;        /* for TEXT: all headers, then the body */
+	bool have_body;
+	struct buf body;        /* for BODY: decoded once per message */
 };
 
 static const struct mime_msg *get_msg(struct mctx *x)
@@ -513,12 +515,11 @@ static bool match_body(struct mctx *x, const struct snode *nd)
 		return false;
 	if (nd->s2len == 0)
 		return true;
-	struct buf b;
-	buf_init(&b, SEARCH_TEXT_MAX);
-	mime_body_text(mm, &b);
-	bool r = mime_text_contains(b.data ? b.data : "", b.len, nd->s2, nd->s2len);
-	buf_free(&b);
-	return r;
+	if (!x->have_body) {
+		x->have_body = true;
+		mime_body_text(mm, &x->body);
+	}
+	return mime_text_contains(x->body.data ? x->body.data : "", x->body.len, nd->s2, nd->s2len);
 }
 
 static bool match_text(struct mctx *x, const struct snode *nd)
@@ -617,7 +618,9 @@ bool search_match(const struct search_prog *prog, const struct search_msg *m)
 {
 	struct mctx x = { .m = m };
 	buf_init(&x.text, SEARCH_TEXT_MAX);
+	buf_init(&x.body, SEARCH_TEXT_MAX);
 	bool r = eval(&x, prog->root);
 	buf_free(&x.text);
+	buf_free(&x.body);
 	return r;
 }

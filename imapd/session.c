@@ -25,47 +25,47 @@
 
 /* ----------------------------------------------------------- responses */
 
+/* prefix: "*" or the tag. */
 static void vwrite_line(struct session *s, const char *prefix, const char *status,
 			const char *fmt, va_list ap)
 {
 	buf_reset(&s->line);
 	buf_puts(&s->line, prefix);
+	buf_putc(&s->line, ' ');
 	if (status) {
 		buf_puts(&s->line, status);
 		buf_putc(&s->line, ' ');
 	}
 	buf_vprintf(&s->line, fmt, ap);
 	buf_puts(&s->line, "\r\n");
-	conn_write(s->conn, s->line.data, s->line.len);
 	log_debug(s->sid, "S: %s", log_strn(s->line.data, s->line.len - 2));
+	sess_write(s, s->line.data, s->line.len);
 }
 
 void sess_untagged(struct session *s, const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
-	vwrite_line(s, "* ", NULL, fmt, ap);
+	vwrite_line(s, "*", NULL, fmt, ap);
 	va_end(ap);
 	sess_flush_if_big(s);
 }
 
 void sess_tagged(struct session *s, const char *status, const char *fmt, ...)
 {
-	char prefix[512];
-	snprintf(prefix, sizeof(prefix), "%s ", s->tag ? s->tag : "*");
+	if (s->closing)
+		return;
 	va_list ap;
 	va_start(ap, fmt);
-	vwrite_line(s, prefix, status, fmt, ap);
+	vwrite_line(s, s->tag ? s->tag : "*", status, fmt, ap);
 	va_end(ap);
 }
 
 void sess_bad(struct session *s, const char *fmt, ...)
 {
-	char prefix[512];
-	snprintf(prefix, sizeof(prefix), "%s ", s->tag ? s->tag : "*");
 	va_list ap;
 	va_start(ap, fmt);
-	vwrite_line(s, prefix, "BAD", fmt, ap);
+	vwrite_line(s, s->tag ? s->tag : "*", "BAD", fmt, ap);
 	va_end(ap);
 	s->bad++;
 }
@@ -154,6 +154,7 @@ int parse_flag_list(const struct imap_arg *args, size_t n, unsigned *flags_r, st
 		    const char **error_r)
 {
 	*flags_r = 0;
+	size_t nkw = 0;
 	for (size_t i = 0; i < n; i++) {
 		const char *f = imap_arg_atom(&args[i]);
 		if (f == NULL) {
@@ -180,20 +181,25 @@ int parse_flag_list(const struct imap_arg *args, size_t n, unsigned *flags_r, st
 			*error_r = "Invalid keyword";
 			return -1;
 		}
+		if (++nkw > IMAP_MAX_KEYWORDS) {
+			*error_r = "Too many keywords";
+			return -1;
+		}
 		/* De-duplicate, case-insensitively. */
+		size_t fl = strlen(f);
 		bool dup = false;
-		if (kw->len) {
-			char *copy = xstrdup(kw->data);
-			for (char *sv = NULL, *t = strtok_r(copy, " ", &sv); t; t = strtok_r(NULL, " ", &sv))
-				if (str_ieq(t, f))
-					dup = true;
-			free(copy);
+		for (const char *p = kw->len ? kw->data : ""; *p && !dup;) {
+			const char *e = strchr(p, ' ');
+			size_t l = e ? (size_t)(e - p) : strlen(p);
+			dup = l == fl && strncasecmp(p, f, l) == 0;
+			p += l + (e != NULL);
 		}
 		if (dup)
 			continue;
-		if (kw->len)
-			buf_putc(kw, ' ');
-		buf_puts(kw, f);
+		if ((kw->len && buf_putc(kw, ' ') < 0) || buf_puts(kw, f) < 0) {
+			*error_r = "Too many keywords";
+			return -1;
+		}
 	}
 	return 0;
 }
@@ -347,9 +353,9 @@ static bool do_login(struct session *s, const char *user, const char *pass)
 		sess_tagged(s, "NO", "[UNAVAILABLE] Mail store not available");
 		return false;
 	}
-	auth_fail_clear(s->ip);
 	s->user = xstrdup(addr);
 	s->state = ST_AUTH;
+	imap_parser_set_limits(s->parser, IMAP_SMALL_LITERAL_MAX, (size_t)s->cfg->max_message_size);
 	log_info(s->sid, "login %s from %s%s", addr, s->ip, conn_is_tls(s->conn) ? " (TLS)" : "");
 	struct buf b;
 	buf_init(&b, 4096);
@@ -458,25 +464,33 @@ struct list_ctx {
 };
 
 /* RFC 3501 6.3.8: '*' matches anything, '%' anything but the hierarchy
- * delimiter.  INBOX matches case-insensitively. */
+ * delimiter.  Dynamic programming over (pattern, name) positions: linear
+ * in each, so no pattern can make it run away (a backtracking matcher is
+ * exponential in the number of wildcards). */
 static bool wild_match(const char *pat, const char *name)
 {
-	for (; *pat; pat++, name++) {
-		if (*pat == '*' || *pat == '%') {
-			bool star = *pat == '*';
-			while (pat[1] == '*' || pat[1] == '%')
-				star |= *++pat == '*';
-			for (const char *n = name;; n++) {
-				if (wild_match(pat + 1, n))
-					return true;
-				if (*n == '\0' || (!star && *n == '/'))
-					return false;
-			}
+	size_t m = strlen(pat), n = strlen(name);
+	bool *prev = xcalloc(n + 1, sizeof(bool)), *cur = xcalloc(n + 1, sizeof(bool));
+	prev[0] = true;
+	for (size_t i = 1; i <= m; i++) {
+		char pc = pat[i - 1];
+		cur[0] = prev[0] && (pc == '*' || pc == '%');
+		for (size_t j = 1; j <= n; j++) {
+			if (pc == '*')
+				cur[j] = prev[j] || cur[j - 1];
+			else if (pc == '%')
+				cur[j] = prev[j] || (cur[j - 1] && name[j - 1] != '/');
+			else
+				cur[j] = prev[j - 1] && pc == name[j - 1];
 		}
-		if (*name == '\0' || *pat != *name)
-			return false;
+		bool *t = prev;
+		prev = cur;
+		cur = t;
 	}
-	return *name == '\0';
+	bool r = prev[n];
+	free(prev);
+	free(cur);
+	return r;
 }
 
 static int list_collect(const struct store_folder_info *fi, void *arg)
@@ -511,19 +525,24 @@ static void cmd_list(struct session *s, const struct imap_cmd *c, bool lsub)
 		sess_bad(s, "%s needs a reference and a mailbox pattern", c->name);
 		return;
 	}
+	if (strlen(ref) + strlen(rawpat) > 1024) {
+		sess_bad(s, "Mailbox pattern too long");
+		return;
+	}
 	char *pat = mutf7_decode(rawpat);
 	if (pat == NULL)
 		pat = xstrdup(rawpat);
 	s->names[ARRAY_SIZE(s->names) - 1] = pat;
-	if (*pat == '\0') {
-		/* RFC 3501 6.3.8: the hierarchy delimiter and root. */
-		if (!lsub)
-			sess_untagged(s, "LIST (\\Noselect) \"/\" \"\"");
-		sess_tagged(s, "OK", "%s completed", c->name);
-		return;
-	}
-	char *full = xasprintf("%s%s%s", ref, *ref && ref[strlen(ref) - 1] != '/' && *pat != '/' ? "" : "",
-			       pat);
+	char *dref = mutf7_decode(ref);
+	if (dref == NULL)
+		dref = xstrdup(ref);
+	s->names[ARRAY_SIZE(s->names) - 2] = dref;
+	/* RFC 3501 6.3.8: the reference is prepended (a pattern starting
+	 * with the delimiter stands on its own). */
+	char *full = *pat == '/' ? xstrdup(pat) : xasprintf("%s%s", dref, pat);
+	/* "INBOX" is case-insensitive, also as the first level of a name. */
+	if (strncasecmp(full, "INBOX", 5) == 0 && (full[5] == '\0' || full[5] == '/'))
+		memcpy(full, "INBOX", 5);
 	struct list_ctx lc = { .s = s, .pattern = full, .lsub = lsub };
 	char *err = NULL;
 	if (store_folder_list(s->store, list_collect, &lc, &err) < 0) {
@@ -535,18 +554,7 @@ static void cmd_list(struct session *s, const struct imap_cmd *c, bool lsub)
 	buf_init(&b, 64 * 1024);
 	for (size_t i = 0; i < lc.n; i++) {
 		const struct store_folder_info *fi = &lc.all[i];
-		const char *match = fi->name;
-		char upper[8];
-		if (str_ieq(fi->name, "INBOX")) {
-			str_copy(upper, "INBOX", sizeof(upper));
-			match = upper;
-		}
-		bool m = wild_match(full, match);
-		if (!m && str_iprefix(full, "INBOX") && str_ieq(fi->name, "INBOX")) {
-			char *p = xasprintf("INBOX%s", full + 5);
-			m = wild_match(p, "INBOX");
-			free(p);
-		}
+		bool m = wild_match(full, fi->name);
 		if (!m || (lsub && !fi->subscribed))
 			continue;
 		buf_reset(&b);
@@ -568,15 +576,6 @@ out:
 		free(lc.names[i]);
 	free(lc.names);
 	free(lc.all);
-}
-
-static bool is_selected(const struct session *s, const char *name)
-{
-	if (s->mbox == NULL)
-		return false;
-	if (str_ieq(name, "INBOX"))
-		return str_ieq(s->mbox->name, "INBOX");
-	return strcmp(s->mbox->name, name) == 0;
 }
 
 static void cmd_create(struct session *s, const struct imap_cmd *c)
@@ -633,10 +632,6 @@ static void cmd_delete(struct session *s, const struct imap_cmd *c)
 		sess_tagged(s, "NO", "[CANNOT] %s cannot be deleted", str_ieq(name, "INBOX") ? "INBOX" : "A special folder");
 		return;
 	}
-	if (is_selected(s, name)) {
-		mailbox_free(&s->mbox);
-		s->state = ST_AUTH;
-	}
 	struct store_folder_info fi;
 	char *err = NULL;
 	int r = store_folder_info(s->store, name, &fi, &err);
@@ -645,12 +640,17 @@ static void cmd_delete(struct session *s, const struct imap_cmd *c)
 		sess_tagged(s, "NO", "[NONEXISTENT] No such folder");
 		return;
 	}
+	bool selected = s->mbox && strcmp(s->mbox->name, fi.name) == 0;
 	if (store_folder_delete(s->store, name, &err) < 0) {
 		log_info(s->sid, "DELETE %s: %s", log_str(name), err);
 		bool children = err && strstr(err, "child") != NULL;
 		free(err);
 		sess_tagged(s, "NO", children ? "[INUSE] Folder has subfolders" : "[CANNOT] Cannot delete this folder");
 		return;
+	}
+	if (selected) {
+		mailbox_free(&s->mbox);
+		s->state = ST_AUTH;
 	}
 	sess_tagged(s, "OK", "DELETE completed");
 }
@@ -678,17 +678,31 @@ static void cmd_rename(struct session *s, const struct imap_cmd *c)
 		sess_tagged(s, "NO", "[NONEXISTENT] No such folder");
 		return;
 	}
+	char *from_norm = xstrdup(fi.name);
 	if (store_folder_info(s->store, to, &fi, &err) != 0) {
 		free(err);
+		free(from_norm);
 		sess_tagged(s, "NO", "[ALREADYEXISTS] Target folder exists");
 		return;
 	}
 	if (store_folder_rename(s->store, from, to, &err) < 0) {
 		log_info(s->sid, "RENAME %s %s: %s", log_str(from), log_str(to), err);
 		free(err);
+		free(from_norm);
 		sess_tagged(s, "NO", "[CANNOT] Cannot rename this folder");
 		return;
 	}
+	/* The selected mailbox (or one below it) moved with it: same UIDs. */
+	if (s->mbox) {
+		size_t fl = strlen(from_norm);
+		const char *cur = s->mbox->name;
+		if (strcmp(cur, from_norm) == 0 || (strncmp(cur, from_norm, fl) == 0 && cur[fl] == '/')) {
+			char *nn = xasprintf("%s%s", to, cur + fl);
+			free(s->mbox->name);
+			s->mbox->name = nn;
+		}
+	}
+	free(from_norm);
 	sess_tagged(s, "OK", "RENAME completed");
 }
 
@@ -766,9 +780,11 @@ static void cmd_unselect(struct session *s, const struct imap_cmd *c)
 static bool parse_date_time(const char *v, int64_t *t_r)
 {
 	static const char months[] = "JanFebMarAprMayJunJulAugSepOctNovDec";
-	int d, y, hh, mm, ss, zone;
+	int d, y, hh, mm, ss, zone, end = 0;
 	char mon[4], sign;
-	if (sscanf(v, "%2d-%3s-%4d %2d:%2d:%2d %c%4d", &d, mon, &y, &hh, &mm, &ss, &sign, &zone) != 8)
+	if (strlen(v) < 25 || strlen(v) > 26 ||
+	    sscanf(v, "%2d-%3s-%4d %2d:%2d:%2d %c%4d%n", &d, mon, &y, &hh, &mm, &ss, &sign, &zone, &end) != 8 ||
+	    v[end] != '\0' || hh < 0 || mm < 0 || ss < 0 || zone < 0 || zone % 100 > 59)
 		return false;
 	const char *mp = strcasestr(months, mon);
 	if (mp == NULL || (mp - months) % 3 != 0 || (sign != '+' && sign != '-') || d < 1 || d > 31 ||
@@ -1060,7 +1076,7 @@ static void session_loop(struct session *s)
 			bool append = name && strcmp(name, "APPEND") == 0;
 			uint64_t max = append ? (uint64_t)s->cfg->max_message_size : IMAP_SMALL_LITERAL_MAX;
 			if (s->state == ST_NOT_AUTH && !append)
-				max = 8192;
+				max = IMAP_LOGIN_LITERAL_MAX;
 			if (size > max || (append && s->state == ST_NOT_AUTH)) {
 				s->tag = imap_parser_tag(s->parser);
 				sess_tagged(s, "NO", "[TOOBIG] Literal too big");
@@ -1109,6 +1125,9 @@ void imap_session_run(struct imapd *app, int fd, const struct sockaddr *peer, bo
 	s->conn = conn_new(fd, peer, IMAP_RBUF_MAX);
 	s->parser = imap_parser_new((size_t)s->cfg->imap_max_line_length,
 				    (size_t)s->cfg->max_message_size, IMAP_MAX_ARGS);
+	/* Before login: no APPEND, small literals only (a hostile client
+	 * must not make us hold megabytes per connection). */
+	imap_parser_set_limits(s->parser, IMAP_LOGIN_LITERAL_MAX, 0);
 	buf_init(&s->line, 1024 * 1024);
 	str_copy(s->ip, ip, sizeof(s->ip));
 	id_generate(s->sid);

@@ -16,6 +16,8 @@
 #                message) or "-k -P" (pipelined MAIL/RCPT/DATA)
 #   BENCH_WARMUP 0: no unmeasured warm-up run (one message per client) before
 #                each measured run; the default 1 measures the steady state
+#   IMAPBENCH_BIN, BENCH_IMAP_*  the IMAP part, run last by imapbench.sh
+#                (BENCH_IMAP=0 skips it)
 #
 # Starts filterd on a free loopback port with a fresh store and one user,
 # runs smtpbench for every clients x size pair, samples filterd's CPU time
@@ -276,5 +278,27 @@ awk -v peak="$peak_kb" -v r0="$rss0" -v r1="$rss1" -v n="$ready" -v want="$IDLE"
 if [ "$failed" != 0 ]; then
 	echo "bench: some messages or connections failed (see above; log: $log)" >&2
 	[ "$keep" = 1 ] || tail -n 5 "$log" >&2
-	exit 1
 fi
+
+# ------------------------------------------------------------- IMAP
+
+# imapd, by tests/bench/imapbench.sh (its own imapd, store and report; see
+# that file for its BENCH_IMAP_* variables).  BENCH_IMAP=0 skips it.
+if [ "${BENCH_IMAP:-1}" != 0 ]; then
+	# filterd is done: stop it so that it does not share the CPUs.
+	kill -TERM "$pid" 2>/dev/null || true
+	wait "$pid" 2>/dev/null || true
+	pid=
+	IMAPBENCH_BIN=${IMAPBENCH_BIN:-$top/build/tests/bench/imapbench}
+	if [ ! -x "$IMAPBENCH_BIN" ] || [ ! -x "$BIN_DIR/imapd" ]; then
+		echo
+		echo "bench: IMAP skipped: $IMAPBENCH_BIN or $BIN_DIR/imapd is missing (make bench builds them)" >&2
+	else
+		echo
+		imap_dir=
+		[ "$keep" = 1 ] && imap_dir=$dir
+		BIN_DIR=$BIN_DIR IMAPBENCH_BIN=$IMAPBENCH_BIN BENCH_DIR=$imap_dir BENCH_QUICK=$QUICK \
+			sh "$here/imapbench.sh" || failed=1
+	fi
+fi
+[ "$failed" = 0 ] || exit 1

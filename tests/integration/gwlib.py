@@ -285,7 +285,23 @@ class Gateway:
         return self
 
     def start_imapd(self, timeout=10):
-        """Start imapd on the same configuration (IMAP ports of config_text)."""
+        """Start imapd on the same configuration (IMAP ports of config_text).
+        A port found free may be taken by someone else before imapd binds
+        it: then try other ports."""
+        for attempt in range(3):
+            try:
+                return self._start_imapd(timeout)
+            except RuntimeError:
+                if attempt == 2 or "cannot listen" not in self.imapd_log():
+                    raise
+                self.stop_imapd()
+                self.imap_port, self.imaps_port = free_port(), free_port()
+                self.pop3_port, self.pop3s_port = free_port(), free_port()
+                self.write_config()
+                with open(self.imapd_log_path, "ab") as f:
+                    f.write(b"--- retrying on other ports ---\n")
+
+    def _start_imapd(self, timeout):
         assert self.imapd_proc is None
         self._imapd_log = open(self.imapd_log_path, "ab")
         self.imapd_proc = subprocess.Popen([IMAPD, "-c", self.conf], stdin=subprocess.DEVNULL,
