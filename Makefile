@@ -15,7 +15,7 @@ PYTHON  ?= /usr/bin/python3
 
 # Debian packages the build, the tests and the demo need.
 DEB_PKGS = gcc make pkg-config libssl-dev libsqlite3-dev libcmocka-dev libcrypt-dev \
-	   libgmime-3.0-dev openssl python3 python3-pytest swaks curl procps
+	   libgmime-3.0-dev openssl python3 python3-pytest swaks curl procps isync mutt tmux
 
 PKGS     = openssl sqlite3 gmime-3.0
 OPTFLAGS ?= -O2

@@ -72,6 +72,8 @@ enum log_level { LOG_LVL_DEBUG, LOG_LVL_INFO, LOG_LVL_WARN, LOG_LVL_ERR };
  * Returns -1 on an unknown facility name. */
 int log_open(const char *progname, enum log_level level, const char *syslog_facility);
 void log_set_level(enum log_level level);
+/* True when debug lines are written (to skip building them otherwise). */
+bool log_debug_enabled(void);
 int log_level_parse(const char *name, enum log_level *level_r);
 
 /* Every line starts with the session or queue id (id may be NULL).  The
@@ -250,6 +252,8 @@ enum conn_status conn_flush(struct conn *c, int timeout_ms);
 /* Bytes written but not yet flushed (the buffer holds at most 1 MiB:
  * flush long responses in pieces). */
 size_t conn_pending(const struct conn *c);
+/* Free the empty input and output buffers (a connection about to sit idle). */
+void conn_release_buffers(struct conn *c);
 /* TLS server handshake on the live socket (STARTTLS or implicit TLS).
  * The caller must have checked that no plaintext is pending.  CONN_OK or
  * an error with *error_r (static string). */
@@ -348,6 +352,9 @@ void daemon_unregister(struct daemon *d, struct daemon_link *l);
 /* Mark the session as waiting for input (true) or busy; returns false
  * when the daemon is shutting down. */
 bool daemon_wait_begin(struct daemon *d, struct daemon_link *l, bool waiting);
+/* A session thread about to sit idle for long: return the pages of its
+ * stack that deeper calls touched (SQLite's parser, a recovery scan). */
+void daemon_trim_stack(void);
 /* Parse "-c FILE -t" and run the daemon until SIGTERM/SIGINT.  Returns
  * -1 when it could not start, else the number of sessions still running
  * at exit (when not 0, the caller must not free what sessions use). */

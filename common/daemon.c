@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -148,6 +149,28 @@ bool daemon_wait_begin(struct daemon *d, struct daemon_link *l, bool waiting)
 	bool stopping = d->stopping;
 	pthread_mutex_unlock(&d->lock);
 	return !stopping;
+}
+
+void daemon_trim_stack(void)
+{
+	pthread_attr_t a;
+	void *addr;
+	size_t size;
+	if (pthread_getattr_np(pthread_self(), &a) != 0)
+		return;
+	int r = pthread_attr_getstack(&a, &addr, &size);
+	pthread_attr_destroy(&a);
+	if (r != 0)
+		return;
+	uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+	volatile char here = 0;
+	/* The stack grows down: everything more than 16 KiB below this
+	 * frame is dead; give those pages back (they come back zeroed). */
+	uintptr_t lo = ((uintptr_t)addr + page - 1) & ~(page - 1);
+	uintptr_t hi = ((uintptr_t)&here - 16384) & ~(page - 1);
+	(void)here;
+	if (hi > lo)
+		(void)madvise((void *)lo, hi - lo, MADV_DONTNEED);
 }
 
 static void *session_thread(void *arg)

@@ -54,6 +54,11 @@ void log_set_level(enum log_level level)
 	__atomic_store_n(&log_min, level, __ATOMIC_RELAXED);
 }
 
+bool log_debug_enabled(void)
+{
+	return __atomic_load_n(&log_min, __ATOMIC_RELAXED) <= LOG_LVL_DEBUG;
+}
+
 int log_level_parse(const char *name, enum log_level *level_r)
 {
 	static const char *names[] = { "debug", "info", "warn", "error" };

@@ -275,6 +275,14 @@ void conn_write(struct conn *c, const void *p, size_t n)
 		c->werror = true;
 }
 
+void conn_release_buffers(struct conn *c)
+{
+	if (c->rbuf.len == 0)
+		buf_free(&c->rbuf);
+	if (c->wbuf.len == 0)
+		buf_free(&c->wbuf);
+}
+
 size_t conn_pending(const struct conn *c)
 {
 	return c->wbuf.len;

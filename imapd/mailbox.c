@@ -332,7 +332,7 @@ void mailbox_sync(struct session *s, bool expunges_ok)
 		return;
 	struct store_folder_info fi;
 	char *err = NULL;
-	int r = store_folder_info(s->store, mb->name, &fi, &err);
+	int r = store_folder_state(s->store, mb->name, &fi, &err);
 	if (r < 0) {
 		log_warnx(s->sid, "sync %s: %s", log_str(mb->name), err);
 		free(err);
@@ -539,7 +539,7 @@ void cmd_copy(struct session *s, const struct imap_cmd *c, const struct imap_arg
 	}
 	struct store_folder_info fi;
 	char *err = NULL;
-	int r = store_folder_info(s->store, dest, &fi, &err);
+	int r = store_folder_state(s->store, dest, &fi, &err);
 	if (r <= 0) {
 		seqset_free(&seqs);
 		if (r < 0) {
@@ -623,6 +623,25 @@ void cmd_copy(struct session *s, const struct imap_cmd *c, const struct imap_arg
  * client sends DONE.  Woken by the notifier (any commit to the user's
  * index) within milliseconds of a delivery; a keep-alive every 2 minutes
  * keeps NAT mappings open; the idle timeout still applies. */
+/* Open the store again after a suspended wait; false (and BYE) when the
+ * index cannot be opened. */
+static bool idle_resume(struct session *s, bool *suspended)
+{
+	if (!*suspended)
+		return true;
+	char *err = NULL;
+	if (store_resume(s->store, &err) < 0) {
+		log_errx(s->sid, "IDLE: reopen the index: %s", err);
+		free(err);
+		sess_untagged(s, "BYE [UNAVAILABLE] Mail store not available");
+		s->quit = true;
+		s->closing = true;
+		return false;
+	}
+	*suspended = false;
+	return true;
+}
+
 void cmd_idle(struct session *s, const struct imap_cmd *c)
 {
 	if (c->nargs != 0) {
@@ -633,6 +652,7 @@ void cmd_idle(struct session *s, const struct imap_cmd *c)
 	conn_write(s->conn, "+ idling\r\n", 10);
 	if (s->state == ST_SELECTED)
 		mailbox_sync(s, true);
+	bool suspended = false;
 	int64_t deadline = clock_mono_ms() + s->cfg->imap_idle_timeout_ms;
 	int64_t keepalive = clock_mono_ms() + IDLE_KEEPALIVE_MS;
 	/* The WAL write that wakes us comes just before the writer publishes
@@ -671,6 +691,8 @@ void cmd_idle(struct session *s, const struct imap_cmd *c)
 			break;
 		}
 		if (now >= keepalive) {
+			if (!idle_resume(s, &suspended))
+				break;
 			if (s->state == ST_SELECTED)
 				mailbox_sync(s, true);
 			sess_untagged(s, "OK Still here");
@@ -678,6 +700,8 @@ void cmd_idle(struct session *s, const struct imap_cmd *c)
 			continue;
 		}
 		if (recheck && now >= recheck) {
+			if (!idle_resume(s, &suspended))
+				break;
 			if (s->state == ST_SELECTED)
 				mailbox_sync(s, true);
 			recheck = ++rechecks < 3 ? now + 20 * rechecks * rechecks : 0;
@@ -686,6 +710,15 @@ void cmd_idle(struct session *s, const struct imap_cmd *c)
 		int64_t wait = (deadline < keepalive ? deadline : keepalive) - now;
 		if (recheck && recheck - now < wait)
 			wait = recheck - now;
+		if (!recheck && !suspended) {
+			/* A long wait ahead: hold as little as possible (a
+			 * thousand sessions may sit here). */
+			store_suspend(s->store);
+			conn_release_buffers(s->conn);
+			buf_free(&s->line);
+			daemon_trim_stack();
+			suspended = true;
+		}
 		if (!daemon_wait_begin(s->app->d, &s->link, true)) {
 			sess_untagged(s, "BYE Server shutting down");
 			s->quit = true;
@@ -713,6 +746,8 @@ void cmd_idle(struct session *s, const struct imap_cmd *c)
 			continue;
 		if (sub && (pfd[1].revents & POLLIN)) {
 			notify_sub_drain(sub);
+			if (!idle_resume(s, &suspended))
+				break;
 			if (s->state == ST_SELECTED)
 				mailbox_sync(s, true);
 			rechecks = 0;
@@ -727,6 +762,8 @@ void cmd_idle(struct session *s, const struct imap_cmd *c)
 		}
 	}
 	notify_unsubscribe(s->app->notify, &sub);
+	if (!s->quit && !idle_resume(s, &suspended))
+		done = false;
 	if (done) {
 		if (s->state == ST_SELECTED)
 			mailbox_sync(s, true);

@@ -45,9 +45,13 @@ struct notify {
 	struct watch *watches;
 };
 
+/* Commits append to the WAL file; nothing else there (checkpoints into
+ * the database file, the -shm index, opens and closes) means news.  Not
+ * IN_CLOSE_WRITE: a reader closing its read-write WAL descriptor (a
+ * suspended IDLE session) raises it without writing anything. */
 static bool interesting(const struct inotify_event *ev)
 {
-	return ev->len > 0 && strncmp(ev->name, "index.sqlite", 12) == 0;
+	return ev->len > 0 && strcmp(ev->name, "index.sqlite-wal") == 0;
 }
 
 static void *notify_thread(void *arg)
@@ -165,7 +169,7 @@ struct notify_sub *notify_subscribe(struct notify *n, const char *dir)
 		if (strcmp(w->dir, dir) == 0)
 			break;
 	if (w == NULL) {
-		int wd = inotify_add_watch(n->ifd, dir, IN_MODIFY | IN_CREATE | IN_MOVED_TO | IN_CLOSE_WRITE);
+		int wd = inotify_add_watch(n->ifd, dir, IN_MODIFY | IN_CREATE | IN_MOVED_TO);
 		if (wd < 0) {
 			pthread_mutex_unlock(&n->lock);
 			log_warn(NULL, "inotify_add_watch(%s)", dir);

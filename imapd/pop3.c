@@ -118,7 +118,7 @@ static void maildrop_free(struct pop3 *p)
 static bool maildrop_open(struct pop3 *p, const char *addr)
 {
 	char *err = NULL;
-	if (store_open(p->app->data_dir, addr, &p->store, &err) < 0) {
+	if (store_open_flags(p->app->data_dir, addr, STORE_OPEN_RECOVER_ONCE, &p->store, &err) < 0) {
 		log_errx(p->sid, "login %s: cannot open the mail store: %s", addr, err);
 		free(err);
 		reply(p, "-ERR [SYS/TEMP] Mail store not available");

@@ -210,7 +210,7 @@ const char *sess_folder_arg(struct session *s, const struct imap_arg *a)
 	char *name = raw ? mutf7_decode(raw) : NULL;
 	if (name == NULL || !store_folder_name_valid(name)) {
 		free(name);
-		sess_tagged(s, "NO", "[CANNOT] Invalid folder name");
+		sess_tagged(s, "NO", "[CANNOT] Mailbox name is not valid (modified UTF-7, RFC 3501 5.1.3)");
 		return NULL;
 	}
 	for (size_t i = 0; i < ARRAY_SIZE(s->names); i++)
@@ -347,7 +347,7 @@ static bool do_login(struct session *s, const char *user, const char *pass)
 		return false;
 	}
 	char *err = NULL;
-	if (store_open(s->app->data_dir, addr, &s->store, &err) < 0) {
+	if (store_open_flags(s->app->data_dir, addr, STORE_OPEN_RECOVER_ONCE, &s->store, &err) < 0) {
 		log_errx(s->sid, "login %s: cannot open the mail store: %s", addr, err);
 		free(err);
 		sess_tagged(s, "NO", "[UNAVAILABLE] Mail store not available");
@@ -562,8 +562,6 @@ static void cmd_list(struct session *s, const struct imap_cmd *c, bool lsub)
 			   has_children(&lc, fi->name) ? "\\HasChildren" : "\\HasNoChildren");
 		if (fi->special_use && !str_ieq(fi->name, "INBOX"))
 			buf_printf(&b, " %s", fi->special_use);
-		if (!lsub && fi->subscribed)
-			buf_puts(&b, " \\Subscribed");
 		buf_puts(&b, ") \"/\" ");
 		write_folder_name(&b, fi->name);
 		sess_untagged(s, "%s", b.data);
@@ -849,7 +847,7 @@ static void cmd_append(struct session *s, const struct imap_cmd *c)
 	}
 	struct store_folder_info fi;
 	char *err = NULL;
-	int r = store_folder_info(s->store, name, &fi, &err);
+	int r = store_folder_state(s->store, name, &fi, &err);
 	if (r <= 0) {
 		buf_free(&kw);
 		if (r < 0) {
@@ -891,6 +889,47 @@ static void cmd_append(struct session *s, const struct imap_cmd *c)
 }
 
 /* ------------------------------------------------------------- dispatch */
+
+/* A command for the debug log: arguments as sent (literals as {N}, long
+ * strings cut), the secrets of LOGIN and AUTHENTICATE masked. */
+static void render_args(struct buf *b, const struct imap_arg *a, size_t n, size_t mask_from)
+{
+	for (size_t i = 0; i < n && b->len < 400; i++) {
+		if (i)
+			buf_putc(b, ' ');
+		if (i >= mask_from) {
+			buf_puts(b, "***");
+			continue;
+		}
+		switch (a[i].type) {
+		case IMAP_ARG_LIST:
+			buf_putc(b, '(');
+			render_args(b, a[i].list, a[i].nlist, SIZE_MAX);
+			buf_putc(b, ')');
+			break;
+		case IMAP_ARG_LITERAL:
+			buf_printf(b, "{%zu}", a[i].len);
+			break;
+		case IMAP_ARG_QUOTED:
+			buf_printf(b, "\"%.80s\"", a[i].str);
+			break;
+		default:
+			buf_printf(b, "%.200s", a[i].str);
+		}
+	}
+}
+
+static void log_command(struct session *s, const struct imap_cmd *c)
+{
+	if (!log_debug_enabled())
+		return;
+	struct buf b;
+	buf_init(&b, 1024);
+	size_t mask = strcmp(c->name, "LOGIN") == 0 ? 1 : strcmp(c->name, "AUTHENTICATE") == 0 ? 1 : SIZE_MAX;
+	render_args(&b, c->args, c->nargs, mask);
+	log_debug(s->sid, "C: %s %s %s", log_str(c->tag), c->name, log_strn(b.data ? b.data : "", b.len));
+	buf_free(&b);
+}
 
 enum { S_NA = 1, S_AU = 2, S_SE = 4, S_ANY = 7 };
 
@@ -1053,7 +1092,7 @@ static void session_loop(struct session *s)
 		buf_consume(in, consumed);
 		if (ps == IMAP_PARSE_DONE) {
 			const struct imap_cmd *c = imap_parser_cmd(s->parser);
-			log_debug(s->sid, "C: %s %s", log_str(c->tag), log_str(c->name));
+			log_command(s, c);
 			dispatch(s, c);
 			s->tag = NULL;
 			imap_parser_reset(s->parser);

@@ -2,8 +2,9 @@
  * utf7.c - folder names on the wire: modified UTF-7 (RFC 3501 section
  * 5.1.3).  The store keeps UTF-8 names; clients send and expect "&-" for
  * '&' and "&...-" runs of UTF-16 in modified base64 (',' for '/') for
- * anything outside printable ASCII.  Names a client sends in raw UTF-8
- * (some do, RFC 6855 style) are accepted as they are.
+ * anything outside printable ASCII.  8-bit bytes are refused: RFC 3501
+ * names are 7-bit (UTF8=ACCEPT, RFC 6855, is not offered), and a name
+ * taken raw would come back mUTF-7 encoded in LIST as another name.
  */
 #include "imapd/imapd.h"
 
@@ -49,6 +50,8 @@ char *mutf7_decode(const char *in)
 	buf_init(&out, 4096);
 	buf_puts(&out, "");
 	for (const unsigned char *p = (const unsigned char *)in; *p;) {
+		if (*p >= 0x80 || *p < 0x20)
+			goto bad;
 		if (*p != '&') {
 			buf_putc(&out, (char)*p++);
 			continue;

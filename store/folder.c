@@ -59,8 +59,23 @@ int store_folder_list(struct store *st, int (*cb)(const struct store_folder_info
 	return ret;
 }
 
+static int folder_info(struct store *st, const char *folder, struct store_folder_info *fi,
+		       bool counts, char **error_r);
+
 int store_folder_info(struct store *st, const char *folder, struct store_folder_info *fi,
 		      char **error_r)
+{
+	return folder_info(st, folder, fi, true, error_r);
+}
+
+int store_folder_state(struct store *st, const char *folder, struct store_folder_info *fi,
+		       char **error_r)
+{
+	return folder_info(st, folder, fi, false, error_r);
+}
+
+static int folder_info(struct store *st, const char *folder, struct store_folder_info *fi,
+		       bool counts, char **error_r)
 {
 	memset(fi, 0, sizeof(*fi));
 	char *name = folder_name_normalize(folder);
@@ -71,16 +86,18 @@ int store_folder_info(struct store *st, const char *folder, struct store_folder_
 	free(name);
 	if (r <= 0)
 		return r;
-	sqlite3_stmt *q = index_stmt(st, STMT_FOLDER_COUNT);
-	sqlite3_bind_int64(q, 1, row.id);
-	if (sqlite3_step(q) != SQLITE_ROW) {
-		folder_row_free(&row);
-		return index_fail(st, q, "folder count", error_r);
+	if (counts) {
+		sqlite3_stmt *q = index_stmt(st, STMT_FOLDER_COUNT);
+		sqlite3_bind_int64(q, 1, row.id);
+		if (sqlite3_step(q) != SQLITE_ROW) {
+			folder_row_free(&row);
+			return index_fail(st, q, "folder count", error_r);
+		}
+		fi->messages = (uint32_t)sqlite3_column_int64(q, 0);
+		fi->recent = (uint32_t)sqlite3_column_int64(q, 1);
+		fi->unseen = (uint32_t)sqlite3_column_int64(q, 2);
+		sqlite3_reset(q);
 	}
-	fi->messages = (uint32_t)sqlite3_column_int64(q, 0);
-	fi->recent = (uint32_t)sqlite3_column_int64(q, 1);
-	fi->unseen = (uint32_t)sqlite3_column_int64(q, 2);
-	sqlite3_reset(q);
 	free(st->fi_name);
 	st->fi_name = row.name;
 	fi->name = st->fi_name;

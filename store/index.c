@@ -246,7 +246,20 @@ fail:
 	return -1;
 }
 
+static int index_open_ex(struct store *st, bool setup, char **error_r);
+
 int index_open(struct store *st, char **error_r)
+{
+	return index_open_ex(st, true, error_r);
+}
+
+/* Open again after store_suspend: the schema was checked at the first open. */
+int index_reopen(struct store *st, char **error_r)
+{
+	return index_open_ex(st, false, error_r);
+}
+
+static int index_open_ex(struct store *st, bool setup, char **error_r)
 {
 	char *path = xasprintf("%s/index.sqlite", st->root);
 	int rc = sqlite3_open_v2(path, &st->db,
@@ -260,9 +273,21 @@ int index_open(struct store *st, char **error_r)
 		return -1;
 	}
 	free(path);
+	/* Memory per open store matters (an IMAP session holds one for its
+	 * life, a thousand may sit in IDLE): no lookaside buffers (about
+	 * 120 KB each), a page cache of at most STORE_CACHE_KB. */
+	sqlite3_db_config(st->db, SQLITE_DBCONFIG_LOOKASIDE, NULL, 0, 0);
+	/* Closing (store_suspend, a pool dropping a handle) writes nothing:
+	 * no checkpoint, and the WAL file stays.  Writers checkpoint as they
+	 * go (every 1000 pages), and a close must not wake IDLE sessions,
+	 * which watch the WAL file for commits. */
+	sqlite3_db_config(st->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, NULL);
+	int persist = 1;
+	sqlite3_file_control(st->db, "main", SQLITE_FCNTL_PERSIST_WAL, &persist);
 	sqlite3_busy_timeout(st->db, STORE_BUSY_TIMEOUT_MS);
 	if (set_wal(st, error_r) < 0 ||
-	    exec(st, "PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;", error_r) < 0)
+	    exec(st, "PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; PRAGMA cache_size=-" STORE_CACHE_KB ";",
+		 error_r) < 0)
 		return -1;
 
 	for (int i = 0; i <= STMT_ROLLBACK; i++) { /* the rest need the tables */
@@ -270,14 +295,16 @@ int index_open(struct store *st, char **error_r)
 				       &st->stmt[i], NULL) != SQLITE_OK)
 			return index_fail(st, NULL, stmt_sql[i], error_r);
 	}
-	if (schema_setup(st, error_r) < 0)
+	if (setup && schema_setup(st, error_r) < 0)
 		return -1;
-	for (int i = STMT_ROLLBACK + 1; i < STMT_COUNT; i++) {
-		if (sqlite3_prepare_v3(st->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
-				       &st->stmt[i], NULL) != SQLITE_OK)
-			return index_fail(st, NULL, stmt_sql[i], error_r);
-	}
+	/* The other statements are prepared on first use (index_stmt). */
 	return 0;
+}
+
+void store_release_memory(struct store *st)
+{
+	if (st && st->db)
+		sqlite3_db_release_memory(st->db);
 }
 
 void index_close(struct store *st)
@@ -296,6 +323,15 @@ void index_close(struct store *st)
 sqlite3_stmt *index_stmt(struct store *st, enum store_stmt which)
 {
 	sqlite3_stmt *q = st->stmt[which];
+	if (q == NULL) {
+		/* The SQL is ours and the schema checked at open: a failure is
+		 * a broken invariant (or memory exhaustion). */
+		if (sqlite3_prepare_v3(st->db, stmt_sql[which], -1, SQLITE_PREPARE_PERSISTENT,
+				       &st->stmt[which], NULL) != SQLITE_OK)
+			log_panic(NULL, "index %s: prepare %s: %s", st->root, stmt_sql[which],
+				  sqlite3_errmsg(st->db));
+		return st->stmt[which];
+	}
 	sqlite3_reset(q);
 	sqlite3_clear_bindings(q);
 	return q;

@@ -402,12 +402,18 @@ void maildir_clean_tmp(const struct store *st, const char *tmpdir)
 		struct stat sb;
 		if (fstatat(fd, de->d_name, &sb, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(sb.st_mode))
 			continue;
-		bool stale = sb.st_mtime < now - STORE_TMP_MAX_AGE;
-		if (!stale) {
-			/* A writer that died: its pid is gone (on this host). */
-			pid_t pid = tmp_name_pid(de->d_name, st->host);
-			stale = pid > 0 && kill(pid, 0) < 0 && errno == ESRCH;
-		}
+		/* A file of a writer on this host whose pid is gone is
+		 * abandoned.  One whose writer lives is judged by its ctime,
+		 * not its mtime: a writer sets the mtime of its tmp file to the
+		 * message's date (APPEND with an old date-time) before it links
+		 * it.  Anything else (another host's, a foreign name) by age. */
+		pid_t pid = tmp_name_pid(de->d_name, st->host);
+		bool stale;
+		if (pid > 0)
+			stale = (kill(pid, 0) < 0 && errno == ESRCH) ||
+				sb.st_ctime < now - STORE_TMP_MAX_AGE;
+		else
+			stale = sb.st_mtime < now - STORE_TMP_MAX_AGE;
 		if (stale && unlinkat(fd, de->d_name, 0) < 0 && errno != ENOENT)
 			log_warn(NULL, "store %s: unlink(%s/%s)", st->user, tmpdir, de->d_name);
 	}

@@ -30,6 +30,7 @@
 
 #define STORE_SCHEMA_VERSION 2
 #define STORE_BUSY_TIMEOUT_MS 10000
+#define STORE_CACHE_KB "512"    /* SQLite page cache per open store */
 /* A MIME cache write waits at most this long for the write lock. */
 #define STORE_CACHE_BUSY_MS 100
 /* Maildir: tmp/ files older than this are abandoned. */
@@ -179,6 +180,7 @@ int maildir_make(const char *dir, bool subfolder, char **error_r);
 /* ---------------------------------------------------------------- index.c */
 
 int index_open(struct store *st, char **error_r);
+int index_reopen(struct store *st, char **error_r);
 void index_close(struct store *st);
 /* The prepared statement, reset and with its bindings cleared. */
 sqlite3_stmt *index_stmt(struct store *st, enum store_stmt which);

@@ -425,6 +425,24 @@ fail:
 	return -1;
 }
 
+void store_suspend(struct store *st)
+{
+	if (st == NULL || st->db == NULL || store_in_batch(st))
+		return;
+	index_close(st);
+}
+
+int store_resume(struct store *st, char **error_r)
+{
+	if (st->db != NULL)
+		return 0;
+	if (index_reopen(st, error_r) < 0) {
+		index_close(st);
+		return -1;
+	}
+	return 0;
+}
+
 void store_close(struct store **stp)
 {
 	struct store *st = *stp;

@@ -87,6 +87,15 @@ int store_open(const char *data_dir, const char *addr, struct store **st_r, char
 int store_open_flags(const char *data_dir, const char *addr, unsigned flags, struct store **st_r,
 		     char **error_r);
 void store_close(struct store **st);
+/* Give back the index's cached pages (a session about to sit idle). */
+void store_release_memory(struct store *st);
+/* Close the index while the store sits unused (an IMAP session in IDLE:
+ * a thousand of them must not hold a thousand SQLite connections), and
+ * open it again before the next use.  Nothing else may be called in
+ * between.  store_resume: 0, or -1 with *error_r (the store stays
+ * suspended; store_close is still safe). */
+void store_suspend(struct store *st);
+int store_resume(struct store *st, char **error_r);
 const char *store_root(const struct store *st);
 const char *store_user(const struct store *st);
 
@@ -99,6 +108,10 @@ int store_folder_list(struct store *st, int (*cb)(const struct store_folder_info
 /* 1 found (fi filled; fi->name borrowed until the next call), 0 no such folder. */
 int store_folder_info(struct store *st, const char *folder, struct store_folder_info *fi,
 		      char **error_r);
+/* store_folder_info without the counts (messages, recent, unseen stay 0):
+ * one row read, for the sync point of every IMAP command. */
+int store_folder_state(struct store *st, const char *folder, struct store_folder_info *fi,
+		       char **error_r);
 int store_folder_create(struct store *st, const char *folder, char **error_r);
 int store_folder_delete(struct store *st, const char *folder, char **error_r);
 int store_folder_rename(struct store *st, const char *from, const char *to, char **error_r);

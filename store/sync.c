@@ -107,9 +107,28 @@ int store_claim_recent(struct store *st, const char *folder, uint32_t *first_rec
 	if (index_folder_find(st, folder, &row, error_r) < 0)
 		return -1;
 	int ret = -1;
+	sqlite3_stmt *q;
+	if (!store_in_batch(st)) {
+		/* Nothing new since the last claim (the common case: every
+		 * session syncing after one delivery): no write transaction,
+		 * so a thousand IDLE sessions do not queue on the lock. */
+		q = index_stmt(st, STMT_FOLDER_RECENT_GET);
+		sqlite3_bind_int64(q, 1, row.id);
+		if (sqlite3_step(q) == SQLITE_ROW) {
+			int64_t mark = sqlite3_column_int64(q, 0), uidnext = sqlite3_column_int64(q, 1);
+			sqlite3_reset(q);
+			if (mark >= uidnext) {
+				*first_recent_r = (uint32_t)uidnext;
+				folder_row_free(&row);
+				return 0;
+			}
+		} else {
+			sqlite3_reset(q);
+		}
+	}
 	if (index_op_begin(st, error_r) < 0)
 		goto done;
-	sqlite3_stmt *q = index_stmt(st, STMT_FOLDER_RECENT_GET);
+	q = index_stmt(st, STMT_FOLDER_RECENT_GET);
 	sqlite3_bind_int64(q, 1, row.id);
 	int rc = sqlite3_step(q);
 	if (rc != SQLITE_ROW) {

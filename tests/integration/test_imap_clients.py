@@ -429,8 +429,10 @@ def test_mbsync_raw_utf8_folder_name_is_refused(g):
     for s in ("cur", "new", "tmp"):
         os.makedirs(os.path.join(d, s))
     first = mb.run(ok=False)
-    replies = re.findall(r'^>>> (\d+) CREATE "Entw\xfcrfe"\n(?:\* .*\n)*\1 (\w+)', first, re.M)
-    assert replies and replies[0][1] != "OK", first[-3000:]
+    assert 'CREATE "Entw\xfcrfe"' in first, first[-3000:]
+    # The server refused it (mbsync prints the command, not every reply).
+    assert re.search(r"S: \S+ NO \[CANNOT\] Mailbox name is not valid", g.imapd_log()), \
+        g.imapd_log()[-3000:]
     m = imap(g)
     typ, data = m.list()
     m.logout()

@@ -1228,6 +1228,9 @@ static void test_recover_tmp(void **state)
 	struct timespec t[2] = { { .tv_nsec = UTIME_OMIT },
 				 { .tv_sec = time(NULL) - 37 * 3600 } };
 	assert_int_equal(utimensat(AT_FDCWD, old, t, 0), 0);
+	/* a live writer's file dated in the past (APPEND with an old
+	 * date-time sets the mtime before linking) is not abandoned */
+	assert_int_equal(utimensat(AT_FDCWD, live, t, 0), 0);
 	/* an open store's own tmp file must survive another store's open */
 	struct store_tmp *tmp;
 	char *err = NULL;
