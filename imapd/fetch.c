@@ -276,6 +276,45 @@ static bool parse_fetch_items(struct fetch *f, const struct imap_arg *a)
 
 /* ------------------------------------------------------------ loading */
 
+static int load_fd_crlf(int fd, struct buf *out);
+
+/* Only the header (up to and with the empty line), LF -> CRLF: what
+ * SEARCH FROM/SUBJECT/HEADER/SENT* need.  fd is closed. */
+static int load_fd_header_crlf(int fd, struct buf *out)
+{
+	char chunk[8192];
+	buf_reset(out);
+	bool bol = false, done = false;
+	size_t total = 0;
+	while (!done && total < (size_t)4 * 1024 * 1024) {
+		ssize_t r = read(fd, chunk, sizeof(chunk));
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			break;
+		total += (size_t)r;
+		for (ssize_t i = 0; i < r; i++) {
+			char c = chunk[i];
+			if (c == '\n') {
+				buf_puts(out, "\r\n");
+				if (bol) {
+					done = true;
+					break;
+				}
+				bol = true;
+				continue;
+			}
+			if (c != '\r')
+				bol = false;
+			else
+				continue;
+			buf_putc(out, c);
+		}
+	}
+	close(fd);
+	return 0;
+}
+
 /* Read the whole file, LF -> CRLF (a CR already before the LF is kept).
  * fd is closed. */
 static int load_fd_crlf(int fd, struct buf *out)
@@ -328,17 +367,21 @@ struct msg_info {
 /* The message's file: the path the index gave, or, when it was renamed
  * meanwhile (a flag change by us or another session), found again by the
  * store. */
-static int load_msg(struct session *s, const struct msg_info *mi, struct buf *out)
+static int open_msg(struct session *s, const struct msg_info *mi)
 {
 	int fd = open(mi->path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
 		char *err = NULL;
 		fd = store_message_open(s->store, s->mbox->name, mi->uid, &err);
 		free(err);
-		if (fd < 0)
-			return -1;
 	}
-	return load_fd_crlf(fd, out);
+	return fd;
+}
+
+static int load_msg(struct session *s, const struct msg_info *mi, struct buf *out)
+{
+	int fd = open_msg(s, mi);
+	return fd < 0 ? -1 : load_fd_crlf(fd, out);
 }
 
 struct collect {
@@ -978,6 +1021,7 @@ void cmd_store(struct session *s, const struct imap_cmd *c, const struct imap_ar
 struct search_load {
 	struct session *s;
 	const struct msg_info *mi;
+	bool header_only;
 	struct buf data;
 	struct mime_msg *mm;
 	bool tried;
@@ -988,7 +1032,10 @@ static const struct mime_msg *search_loader(void *arg)
 	struct search_load *sl = arg;
 	if (!sl->tried) {
 		sl->tried = true;
-		if (load_msg(sl->s, sl->mi, &sl->data) == 0)
+		int fd = open_msg(sl->s, sl->mi);
+		int r = fd < 0 ? -1 : sl->header_only ? load_fd_header_crlf(fd, &sl->data)
+						       : load_fd_crlf(fd, &sl->data);
+		if (r == 0)
 			sl->mm = mime_parse(sl->data.data ? sl->data.data : "", sl->data.len);
 	}
 	return sl->mm;
@@ -1034,7 +1081,7 @@ void cmd_search(struct session *s, const struct imap_cmd *c, const struct imap_a
 		uint32_t seq = mailbox_seq(mb, mi->uid);
 		if (seq == 0)
 			continue;
-		struct search_load sl = { .s = s, .mi = mi };
+		struct search_load sl = { .s = s, .mi = mi, .header_only = !search_needs_body(prog) };
 		buf_init(&sl.data, (size_t)s->cfg->max_message_size * 2 + 65536);
 		struct search_msg sm = {
 			.seq = seq,

@@ -218,6 +218,8 @@ bool search_match(const struct search_prog *prog, const struct search_msg *m);
 bool search_needs_message(const struct search_prog *prog);
 /* The MODSEQ key is present: the reply then ends with (MODSEQ n), RFC 7162 3.1.5. */
 bool search_uses_modseq(const struct search_prog *prog);
+/* Any key reads the body (BODY, TEXT); false: the header is enough. */
+bool search_needs_body(const struct search_prog *prog);
 void search_free(struct search_prog **prog);
 
 /* RFC 3501 date "d-MMM-yyyy" (day 1 or 2 digits) to days since

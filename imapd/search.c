@@ -66,7 +66,7 @@ struct snode {
 
 struct search_prog {
 	struct snode *root;
-	bool needs_message, uses_modseq;
+	bool needs_message, needs_body, uses_modseq;
 };
 
 struct pctx {
@@ -388,6 +388,8 @@ static struct snode *parse_key(struct pctx *c, unsigned depth)
 	}
 	if (nd->cost)
 		c->prog->needs_message = true;
+	if (kd->k == K_BODY || kd->k == K_TEXT)
+		c->prog->needs_body = true;
 	return nd;
 fail:
 	node_free(nd);
@@ -441,6 +443,11 @@ void search_free(struct search_prog **prog)
 bool search_needs_message(const struct search_prog *prog)
 {
 	return prog->needs_message;
+}
+
+bool search_needs_body(const struct search_prog *prog)
+{
+	return prog->needs_body;
 }
 
 bool search_uses_modseq(const struct search_prog *prog)
