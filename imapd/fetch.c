@@ -545,8 +545,8 @@ static bool fetch_one(struct session *s, struct fetch *f, struct msg_info *mi, u
 	vm->flags = mi->flags;
 	vm->modseq = mi->modseq;
 	if (strcmp(vm->keywords, mi->keywords) != 0) {
-		free(vm->keywords);
-		vm->keywords = xstrdup(mi->keywords);
+		kw_free(vm->keywords);
+		vm->keywords = kw_dup(mi->keywords);
 		mailbox_note_keywords(s, vm->keywords);
 	}
 
@@ -972,8 +972,10 @@ void cmd_store(struct session *s, const struct imap_cmd *c, const struct imap_ar
 			}
 			m->flags = nf;
 			m->modseq = modseq;
-			free(m->keywords);
-			m->keywords = nkw;
+			kw_free(m->keywords);
+			m->keywords = kw_dup(nkw);
+			free(nkw);
+			nkw = m->keywords;
 			mailbox_note_keywords(s, nkw);
 			if (silent && !s->condstore)
 				continue;

@@ -49,11 +49,11 @@ void notify_unsubscribe(struct notify *n, struct notify_sub **s);
 
 /* -------------------------------------------------------------- mailbox.c */
 
-struct mbox_msg {
+struct mbox_msg {              /* 24 bytes: a session holds one per message */
 	uint32_t uid;
-	unsigned flags;
-	bool recent;
-	char *keywords;          /* malloc'd, "" none */
+	unsigned flags : 16;
+	bool recent : 1;
+	char *keywords;          /* kw_dup(): "" (shared) when none */
 	uint64_t modseq;
 };
 
@@ -152,6 +152,9 @@ void cmd_copy(struct session *s, const struct imap_cmd *c, const struct imap_arg
 	      bool uid, bool move);
 void cmd_idle(struct session *s, const struct imap_cmd *c);
 void mailbox_free(struct mailbox **mb);
+/* Keyword strings of the view ("" is shared, not allocated). */
+char *kw_dup(const char *k);
+void kw_free(char *k);
 /* Bring the view up to date with the store and tell the client: new
  * messages (EXISTS, RECENT), flag changes (FETCH FLAGS, with MODSEQ under
  * CONDSTORE) and, when expunges_ok, expunges (EXPUNGE n).  RFC 3501

@@ -24,13 +24,28 @@
 
 #define IDLE_KEEPALIVE_MS (2 * 60 * 1000)
 
+/* Keywords of the view: most messages have none, and a thousand sessions
+ * on a 10,000-message mailbox must not hold ten million empty strings. */
+static char kw_none[1];
+
+char *kw_dup(const char *k)
+{
+	return k && *k ? xstrdup(k) : kw_none;
+}
+
+void kw_free(char *k)
+{
+	if (k != kw_none)
+		free(k);
+}
+
 void mailbox_free(struct mailbox **mbp)
 {
 	struct mailbox *mb = *mbp;
 	if (mb == NULL)
 		return;
 	for (size_t i = 0; i < mb->n; i++)
-		free(mb->msgs[i].keywords);
+		kw_free(mb->msgs[i].keywords);
 	free(mb->msgs);
 	strlist_free(&mb->keywords);
 	free(mb->name);
@@ -135,7 +150,7 @@ static int load_cb(const struct store_msg *m, void *arg)
 	struct mbox_msg *mm = mb_append(s->mbox, m->uid);
 	mm->flags = m->flags;
 	mm->modseq = m->modseq;
-	mm->keywords = xstrdup(m->keywords ? m->keywords : "");
+	mm->keywords = kw_dup(m->keywords);
 	return 0;
 }
 
@@ -212,6 +227,11 @@ void cmd_select(struct session *s, const struct imap_cmd *c, bool readonly)
 	}
 	if (mb->n && mb->msgs[mb->n - 1].uid >= mb->uidnext)
 		mb->uidnext = mb->msgs[mb->n - 1].uid + 1;
+	if (mb->cap > mb->n + 64) {
+		/* No doubling slack for the life of the session. */
+		mb->cap = mb->n + 64;
+		mb->msgs = xrealloc(mb->msgs, mb->cap * sizeof(*mb->msgs));
+	}
 	claim_recent(s, 0);
 	s->state = ST_SELECTED;
 
@@ -265,7 +285,7 @@ static int changes_cb(const struct store_msg *m, void *arg)
 		struct mbox_msg *mm = mb_append(mb, m->uid);
 		mm->flags = m->flags;
 		mm->modseq = m->modseq;
-		mm->keywords = xstrdup(kw);
+		mm->keywords = kw_dup(kw);
 		keywords_note(sc->s, kw, &sc->flags_changed);
 		return 0;
 	}
@@ -275,8 +295,8 @@ static int changes_cb(const struct store_msg *m, void *arg)
 	if (!changed)
 		return 0;
 	mm->flags = m->flags;
-	free(mm->keywords);
-	mm->keywords = xstrdup(kw);
+	kw_free(mm->keywords);
+	mm->keywords = kw_dup(kw);
 	keywords_note(sc->s, kw, &sc->flags_changed);
 	if (i < sc->old_n)
 		send_fetch_flags(sc->s, i, &sc->line, false);
@@ -315,7 +335,7 @@ static void sync_expunges(struct session *s)
 		size_t k = 0;
 		for (size_t i = 0; i < mb->n; i++) {
 			if (gone[i])
-				free(mb->msgs[i].keywords);
+				kw_free(mb->msgs[i].keywords);
 			else
 				mb->msgs[k++] = mb->msgs[i];
 		}

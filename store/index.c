@@ -277,13 +277,9 @@ static int index_open_ex(struct store *st, bool setup, char **error_r)
 	 * life, a thousand may sit in IDLE): no lookaside buffers (about
 	 * 120 KB each), a page cache of at most STORE_CACHE_KB. */
 	sqlite3_db_config(st->db, SQLITE_DBCONFIG_LOOKASIDE, NULL, 0, 0);
-	/* Closing (store_suspend, a pool dropping a handle) writes nothing:
-	 * no checkpoint, and the WAL file stays.  Writers checkpoint as they
-	 * go (every 1000 pages), and a close must not wake IDLE sessions,
-	 * which watch the WAL file for commits. */
-	sqlite3_db_config(st->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, NULL);
-	int persist = 1;
-	sqlite3_file_control(st->db, "main", SQLITE_FCNTL_PERSIST_WAL, &persist);
+	/* The last connection to close checkpoints and removes the WAL (the
+	 * default): the next open then has no WAL to index, which keeps a
+	 * login cheap. */
 	sqlite3_busy_timeout(st->db, STORE_BUSY_TIMEOUT_MS);
 	if (set_wal(st, error_r) < 0 ||
 	    exec(st, "PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; PRAGMA cache_size=-" STORE_CACHE_KB ";",
