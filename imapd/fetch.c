@@ -1066,6 +1066,43 @@ void cmd_search(struct session *s, const struct imap_cmd *c, const struct imap_a
 	}
 	if (search_uses_modseq(prog))
 		s->condstore = true;
+	if (!search_needs_message(prog) && !search_needs_meta(prog)) {
+		/* Flags, keywords, UIDs, MODSEQ: the view has them all (synced
+		 * first), no need to read the index row by row. */
+		mailbox_sync(s, false);
+		struct buf out;
+		buf_init(&out, 64 * 1024 * 1024);
+		buf_puts(&out, "SEARCH");
+		uint64_t maxmod = 0;
+		bool any = false;
+		for (size_t i = 0; i < mb->n; i++) {
+			const struct mbox_msg *vm = &mb->msgs[i];
+			struct search_msg sm = {
+				.seq = (uint32_t)(i + 1),
+				.uid = vm->uid,
+				.flags = vm->flags,
+				.recent = vm->recent,
+				.keywords = vm->keywords,
+				.modseq = vm->modseq,
+			};
+			if (search_match(prog, &sm)) {
+				buf_printf(&out, " %u", uid ? vm->uid : (uint32_t)(i + 1));
+				if (vm->modseq > maxmod)
+					maxmod = vm->modseq;
+				any = true;
+			}
+		}
+		if (any && search_uses_modseq(prog))
+			buf_printf(&out, " (MODSEQ %llu)", (unsigned long long)maxmod);
+		conn_write(s->conn, "* ", 2);
+		sess_write(s, out.data, out.len);
+		conn_write(s->conn, "\r\n", 2);
+		buf_free(&out);
+		search_free(&prog);
+		mailbox_sync(s, uid);
+		sess_tagged(s, "OK", "%sSEARCH completed", uid ? "UID " : "");
+		return;
+	}
 	struct collect col;
 	if (collect_messages(s, NULL, &col, &err) < 0) {
 		collect_free(&col);

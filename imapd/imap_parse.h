@@ -220,6 +220,10 @@ bool search_needs_message(const struct search_prog *prog);
 bool search_uses_modseq(const struct search_prog *prog);
 /* Any key reads the body (BODY, TEXT); false: the header is enough. */
 bool search_needs_body(const struct search_prog *prog);
+/* Any key reads the size or the internal date (LARGER, SMALLER, BEFORE,
+ * ON, SINCE); false with !search_needs_message: flags, keywords, UIDs,
+ * sequence numbers and MODSEQ are enough. */
+bool search_needs_meta(const struct search_prog *prog);
 void search_free(struct search_prog **prog);
 
 /* RFC 3501 date "d-MMM-yyyy" (day 1 or 2 digits) to days since

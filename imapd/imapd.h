@@ -158,8 +158,9 @@ void kw_free(char *k);
 /* Bring the view up to date with the store and tell the client: new
  * messages (EXISTS, RECENT), flag changes (FETCH FLAGS, with MODSEQ under
  * CONDSTORE) and, when expunges_ok, expunges (EXPUNGE n).  RFC 3501
- * section 7.4.1: no EXPUNGE during FETCH, STORE or SEARCH. */
-void mailbox_sync(struct session *s, bool expunges_ok);
+ * section 7.4.1: no EXPUNGE during FETCH, STORE or SEARCH.  True when
+ * the folder had changed. */
+bool mailbox_sync(struct session *s, bool expunges_ok);
 /* Announce keywords the client has not seen in FLAGS yet. */
 void mailbox_note_keywords(struct session *s, const char *kws);
 /* Sequence number of uid (1-based), 0 when absent. */

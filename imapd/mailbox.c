@@ -144,13 +144,13 @@ static void send_flags(struct session *s)
 	buf_free(&b);
 }
 
-static int load_cb(const struct store_msg *m, void *arg)
+static int load_cb(uint32_t uid, unsigned flags, uint64_t modseq, const char *keywords, void *arg)
 {
 	struct session *s = arg;
-	struct mbox_msg *mm = mb_append(s->mbox, m->uid);
-	mm->flags = m->flags;
-	mm->modseq = m->modseq;
-	mm->keywords = kw_dup(m->keywords);
+	struct mbox_msg *mm = mb_append(s->mbox, uid);
+	mm->flags = flags;
+	mm->modseq = modseq;
+	mm->keywords = kw_dup(keywords);
 	return 0;
 }
 
@@ -219,7 +219,7 @@ void cmd_select(struct session *s, const struct imap_cmd *c, bool readonly)
 	mb->uidnext = fi.uidnext;
 	mb->highestmodseq = fi.highestmodseq;
 	s->mbox = mb;
-	if (store_messages(s->store, mb->name, 1, 0, load_cb, s, &err) < 0 ||
+	if (store_flags_list(s->store, mb->name, load_cb, s, &err) < 0 ||
 	    store_folder_keywords(s->store, mb->name, &mb->keywords, &err) < 0) {
 		mailbox_free(&s->mbox);
 		sess_store_error(s, c->name, err);
@@ -345,29 +345,29 @@ static void sync_expunges(struct session *s)
 	mb->expunge_pending = false;
 }
 
-void mailbox_sync(struct session *s, bool expunges_ok)
+bool mailbox_sync(struct session *s, bool expunges_ok)
 {
 	struct mailbox *mb = s->mbox;
 	if (mb == NULL)
-		return;
+		return false;
 	struct store_folder_info fi;
 	char *err = NULL;
 	int r = store_folder_state(s->store, mb->name, &fi, &err);
 	if (r < 0) {
 		log_warnx(s->sid, "sync %s: %s", log_str(mb->name), err);
 		free(err);
-		return;
+		return false;
 	}
 	if (r == 0 || fi.uidvalidity != mb->uidvalidity) {
 		/* RFC 3501 2.3.1.1: the client's UIDs are void. */
 		sess_untagged(s, "BYE Mailbox %s", r == 0 ? "was deleted or renamed" : "UIDVALIDITY changed");
 		s->quit = true;
 		s->closing = true;
-		return;
+		return true;
 	}
 	bool changed = fi.highestmodseq != mb->highestmodseq;
 	if (!changed && !(expunges_ok && mb->expunge_pending))
-		return;
+		return false;
 	if (expunges_ok)
 		sync_expunges(s);
 	else if (changed)
@@ -394,6 +394,7 @@ void mailbox_sync(struct session *s, bool expunges_ok)
 		if (mb->n && mb->msgs[mb->n - 1].uid >= mb->uidnext)
 			mb->uidnext = mb->msgs[mb->n - 1].uid + 1;
 	}
+	return changed;
 }
 
 /* -------------------------------------------------------------- STATUS */
@@ -770,6 +771,9 @@ void cmd_idle(struct session *s, const struct imap_cmd *c)
 				break;
 			if (s->state == ST_SELECTED)
 				mailbox_sync(s, true);
+			/* A commit may be written but not yet published (and
+			 * several coalesce into one wake-up): look again shortly;
+			 * cheap, the index stays open until then. */
 			rechecks = 0;
 			recheck = clock_mono_ms() + 5;
 		}

@@ -66,7 +66,7 @@ struct snode {
 
 struct search_prog {
 	struct snode *root;
-	bool needs_message, needs_body, uses_modseq;
+	bool needs_message, needs_body, needs_meta, uses_modseq;
 };
 
 struct pctx {
@@ -390,6 +390,9 @@ static struct snode *parse_key(struct pctx *c, unsigned depth)
 		c->prog->needs_message = true;
 	if (kd->k == K_BODY || kd->k == K_TEXT)
 		c->prog->needs_body = true;
+	if (kd->k == K_LARGER || kd->k == K_SMALLER || kd->k == K_BEFORE || kd->k == K_ON ||
+	    kd->k == K_SINCE)
+		c->prog->needs_meta = true;
 	return nd;
 fail:
 	node_free(nd);
@@ -443,6 +446,11 @@ void search_free(struct search_prog **prog)
 bool search_needs_message(const struct search_prog *prog)
 {
 	return prog->needs_message;
+}
+
+bool search_needs_meta(const struct search_prog *prog)
+{
+	return prog->needs_meta;
 }
 
 bool search_needs_body(const struct search_prog *prog)

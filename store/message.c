@@ -377,6 +377,32 @@ int store_messages(struct store *st, const char *folder, uint32_t uid_first, uin
 	return ret;
 }
 
+int store_flags_list(struct store *st, const char *folder,
+		     int (*cb)(uint32_t uid, unsigned flags, uint64_t modseq, const char *keywords,
+			       void *arg),
+		     void *arg, char **error_r)
+{
+	struct folder_row row;
+	if (index_folder_find(st, folder, &row, error_r) < 0)
+		return -1;
+	sqlite3_stmt *q = index_stmt(st, STMT_MSG_FLAGS);
+	sqlite3_bind_int64(q, 1, row.id);
+	folder_row_free(&row);
+	int rc, ret = 0;
+	while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+		const unsigned char *kw = sqlite3_column_text(q, 3);
+		ret = cb((uint32_t)sqlite3_column_int64(q, 0),
+			 (unsigned)sqlite3_column_int(q, 1) & STORE_FLAGS_ALL,
+			 (uint64_t)sqlite3_column_int64(q, 2), kw ? (const char *)kw : "", arg);
+		if (ret != 0)
+			break;
+	}
+	if (ret == 0 && rc != SQLITE_DONE)
+		return index_fail(st, q, "message flags", error_r);
+	sqlite3_reset(q);
+	return ret;
+}
+
 static int uid_cmp(const void *a, const void *b)
 {
 	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
