@@ -43,6 +43,7 @@ UNIT_SRC   = $(wildcard tests/unit/*/test_*.c)
 UNIT_TESTS = $(UNIT_SRC:%.c=$(O)/%)
 BENCH_BIN  = $(O)/tests/bench/smtpbench
 IMAPBENCH_BIN = $(O)/tests/bench/imapbench
+POP3BENCH_BIN = $(O)/tests/bench/pop3bench
 
 .PHONY: all deps run check unit integration bench asan fuzz clean install
 all: $(PROGS)
@@ -78,6 +79,8 @@ $(BENCH_BIN): $(O)/tests/bench/smtpbench.o $(LIBCOMMON)
 	$(CC) -o $@ $^ $(LDLIBS_ALL)
 $(IMAPBENCH_BIN): $(O)/tests/bench/imapbench.o $(LIBCOMMON)
 	$(CC) -o $@ $^ $(LDLIBS_ALL)
+$(POP3BENCH_BIN): $(O)/tests/bench/pop3bench.o
+	$(CC) -o $@ $^ -pthread
 
 # Install missing Debian packages (as root, or through sudo).
 deps:
@@ -105,9 +108,10 @@ run: deps
 	@sh tests/demo.sh
 
 bench: deps
-	@$(MAKE) --no-print-directory all $(BENCH_BIN) $(IMAPBENCH_BIN)
+	@$(MAKE) --no-print-directory all $(BENCH_BIN) $(IMAPBENCH_BIN) $(POP3BENCH_BIN)
 	@BIN_DIR=$(abspath $(BIN)) BENCH_BIN=$(abspath $(BENCH_BIN)) \
-		IMAPBENCH_BIN=$(abspath $(IMAPBENCH_BIN)) sh tests/bench/bench.sh
+		IMAPBENCH_BIN=$(abspath $(IMAPBENCH_BIN)) POP3BENCH_BIN=$(abspath $(POP3BENCH_BIN)) \
+		sh tests/bench/bench.sh
 
 # libFuzzer targets (clang): make fuzz FUZZ_SECONDS=60
 FUZZ_SECONDS ?= 30

@@ -301,4 +301,17 @@ if [ "${BENCH_IMAP:-1}" != 0 ]; then
 			sh "$here/imapbench.sh" || failed=1
 	fi
 fi
+
+# ------------------------------------------------------------- POP3
+
+# tests/bench/pop3bench.sh: its own imapd (POP3 only) and store.
+if [ "${BENCH_POP3:-1}" != 0 ]; then
+	POP3BENCH_BIN=${POP3BENCH_BIN:-$top/build/tests/bench/pop3bench}
+	if [ -x "$POP3BENCH_BIN" ] && [ -x "$BIN_DIR/imapd" ]; then
+		echo
+		BIN_DIR=$BIN_DIR POP3BENCH_BIN=$POP3BENCH_BIN sh "$here/pop3bench.sh" || failed=1
+	else
+		echo "bench: POP3 skipped: $POP3BENCH_BIN or $BIN_DIR/imapd is missing" >&2
+	fi
+fi
 [ "$failed" = 0 ] || exit 1
