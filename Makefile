@@ -118,12 +118,18 @@ FUZZ_SECONDS ?= 30
 FUZZ_FLAGS = -std=c17 -D_GNU_SOURCE -g -O1 -I. -fsanitize=fuzzer,address,undefined
 fuzz: deps
 	@mkdir -p build/fuzz
-	clang $(FUZZ_FLAGS) -o build/fuzz/fuzz_smtp tests/fuzz/fuzz_smtp.c filterd/smtp_parse.c \
-		filterd/smtp_data.c $(COMMON_SRC) -lssl -lcrypto -lcrypt -pthread
-	clang $(FUZZ_FLAGS) -o build/fuzz/fuzz_config tests/fuzz/fuzz_config.c $(COMMON_SRC) \
-		-lssl -lcrypto -lcrypt -pthread
+	clang $(FUZZ_FLAGS) $(PKG_CFLAGS) -o build/fuzz/fuzz_smtp tests/fuzz/fuzz_smtp.c filterd/smtp_parse.c \
+		filterd/smtp_data.c $(COMMON_SRC) $(LDLIBS_ALL)
+	clang $(FUZZ_FLAGS) $(PKG_CFLAGS) -o build/fuzz/fuzz_config tests/fuzz/fuzz_config.c $(COMMON_SRC) \
+		$(LDLIBS_ALL)
+	clang $(FUZZ_FLAGS) $(PKG_CFLAGS) -o build/fuzz/fuzz_imap tests/fuzz/fuzz_imap.c \
+		imapd/imap_parse.c imapd/search.c imapd/utf7.c $(COMMON_SRC) $(LDLIBS_ALL)
+	clang $(FUZZ_FLAGS) $(PKG_CFLAGS) -o build/fuzz/fuzz_mime tests/fuzz/fuzz_mime.c \
+		$(COMMON_SRC) $(LDLIBS_ALL)
 	build/fuzz/fuzz_smtp -max_total_time=$(FUZZ_SECONDS) -max_len=4096
 	build/fuzz/fuzz_config -max_total_time=$(FUZZ_SECONDS) -max_len=4096
+	build/fuzz/fuzz_imap -max_total_time=$(FUZZ_SECONDS) -max_len=4096
+	build/fuzz/fuzz_mime -max_total_time=$(FUZZ_SECONDS) -max_len=65536
 
 PREFIX ?= /usr/local
 install: all
