@@ -848,6 +848,30 @@ static char *kw_apply(const char *cur, const char *arg, int mode)
 	return r;
 }
 
+struct refresh {
+	struct mailbox *mb;
+	const struct seqset *seqs;
+};
+
+/* Bring the view's entries of the STORE set up to date (their FETCH
+ * responses follow, so the client learns of it). */
+static int refresh_cb(uint32_t uid, unsigned flags, uint64_t modseq, const char *keywords,
+		      void *arg)
+{
+	struct refresh *rf = arg;
+	uint32_t seq = mailbox_seq(rf->mb, uid);
+	if (seq == 0 || !seqset_contains(rf->seqs, seq))
+		return 0;
+	struct mbox_msg *m = &rf->mb->msgs[seq - 1];
+	m->flags = flags;
+	m->modseq = modseq;
+	if (strcmp(m->keywords, keywords) != 0) {
+		kw_free(m->keywords);
+		m->keywords = kw_dup(keywords);
+	}
+	return 0;
+}
+
 void cmd_store(struct session *s, const struct imap_cmd *c, const struct imap_arg *args, size_t n,
 	       bool uid)
 {
@@ -939,6 +963,15 @@ void cmd_store(struct session *s, const struct imap_cmd *c, const struct imap_ar
 		seqset_free(&seqs);
 		sess_store_error(s, "STORE", err);
 		return;
+	}
+	/* Under the write lock now: +FLAGS/-FLAGS apply to the flags as they
+	 * are, not as the view had them (another session may have changed
+	 * them since the sync above). */
+	struct refresh rf = { .mb = mb, .seqs = &seqs };
+	if (mode != 0 && store_flags_list(s->store, mb->name, refresh_cb, &rf, &err) < 0) {
+		log_warnx(s->sid, "STORE: current flags: %s", err);
+		free(err);
+		err = NULL;
 	}
 	struct seqset modified = { 0 };
 	struct buf line;

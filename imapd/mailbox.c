@@ -460,6 +460,16 @@ void cmd_status(struct session *s, const struct imap_cmd *c)
 
 /* ------------------------------------------------------------- EXPUNGE */
 
+static int collect_deleted(uint32_t uid, unsigned flags, uint64_t modseq, const char *keywords,
+			   void *arg)
+{
+	(void)modseq;
+	(void)keywords;
+	if (flags & STORE_DELETED)
+		seqset_add(arg, uid, uid);
+	return 0;
+}
+
 /* Expunge \Deleted messages (of uidset only, when given); silent. */
 static int expunge_deleted(struct session *s, const struct seqset *uids)
 {
@@ -471,10 +481,18 @@ static int expunge_deleted(struct session *s, const struct seqset *uids)
 		sess_store_error(s, "EXPUNGE", err);
 		return -1;
 	}
+	/* Under the write lock now: \Deleted as it is, not as the view had
+	 * it (another session may have undeleted a message meanwhile). */
+	struct seqset deleted = { 0 };
+	if (store_flags_list(s->store, mb->name, collect_deleted, &deleted, &err) < 0) {
+		log_warnx(s->sid, "expunge %s: %s", log_str(mb->name), err);
+		free(err);
+		err = NULL;
+	}
 	size_t done = 0;
 	for (size_t i = 0; i < mb->n; i++) {
 		const struct mbox_msg *m = &mb->msgs[i];
-		if (!(m->flags & STORE_DELETED) || (uids && !seqset_contains(uids, m->uid)))
+		if (!seqset_contains(&deleted, m->uid) || (uids && !seqset_contains(uids, m->uid)))
 			continue;
 		if (store_expunge(s->store, mb->name, m->uid, &err) < 0) {
 			log_warnx(s->sid, "expunge %s UID %u: %s", log_str(mb->name), m->uid, err);
@@ -484,6 +502,7 @@ static int expunge_deleted(struct session *s, const struct seqset *uids)
 		}
 		done++;
 	}
+	seqset_free(&deleted);
 	if (store_batch_end(s->store, &err) < 0) {
 		sess_store_error(s, "EXPUNGE", err);
 		return -1;
