@@ -968,10 +968,17 @@ void cmd_store(struct session *s, const struct imap_cmd *c, const struct imap_ar
 	 * are, not as the view had them (another session may have changed
 	 * them since the sync above). */
 	struct refresh rf = { .mb = mb, .seqs = &seqs };
-	if (mode != 0 && store_flags_list(s->store, mb->name, refresh_cb, &rf, &err) < 0) {
-		log_warnx(s->sid, "STORE: current flags: %s", err);
-		free(err);
-		err = NULL;
+	for (size_t k = 0; mode != 0 && k < seqs.n; k++) {
+		uint32_t lo = seqs.r[k].lo ? seqs.r[k].lo : 1, hi = seqs.r[k].hi < mb->n ? seqs.r[k].hi : (uint32_t)mb->n;
+		if (lo > hi)
+			continue;
+		if (store_flags_list(s->store, mb->name, mb->msgs[lo - 1].uid, mb->msgs[hi - 1].uid,
+				     refresh_cb, &rf, &err) < 0) {
+			log_warnx(s->sid, "STORE: current flags: %s", err);
+			free(err);
+			err = NULL;
+			break;
+		}
 	}
 	struct seqset modified = { 0 };
 	struct buf line;

@@ -219,7 +219,7 @@ void cmd_select(struct session *s, const struct imap_cmd *c, bool readonly)
 	mb->uidnext = fi.uidnext;
 	mb->highestmodseq = fi.highestmodseq;
 	s->mbox = mb;
-	if (store_flags_list(s->store, mb->name, load_cb, s, &err) < 0 ||
+	if (store_flags_list(s->store, mb->name, 1, 0, load_cb, s, &err) < 0 ||
 	    store_folder_keywords(s->store, mb->name, &mb->keywords, &err) < 0) {
 		mailbox_free(&s->mbox);
 		sess_store_error(s, c->name, err);
@@ -484,7 +484,7 @@ static int expunge_deleted(struct session *s, const struct seqset *uids)
 	/* Under the write lock now: \Deleted as it is, not as the view had
 	 * it (another session may have undeleted a message meanwhile). */
 	struct seqset deleted = { 0 };
-	if (store_flags_list(s->store, mb->name, collect_deleted, &deleted, &err) < 0) {
+	if (store_flags_list(s->store, mb->name, 1, 0, collect_deleted, &deleted, &err) < 0) {
 		log_warnx(s->sid, "expunge %s: %s", log_str(mb->name), err);
 		free(err);
 		err = NULL;

@@ -136,7 +136,7 @@ static const char *const stmt_sql[STMT_COUNT] = {
 	[STMT_FOLDER_RECENT_SET] = "UPDATE folders SET recent = ?2 WHERE id = ?1",
 	[STMT_MSG_UIDS] = "SELECT uid FROM messages WHERE folder = ?1 ORDER BY uid",
 	[STMT_MSG_FLAGS] = "SELECT uid, flags, modseq, keywords FROM messages WHERE folder = ?1"
-			   " ORDER BY uid",
+			   " AND uid >= ?2 AND uid <= ?3 ORDER BY uid",
 	/* Few rows at a sync point: the index, not a scan of the folder. */
 	[STMT_MSG_CHANGED] = "SELECT uid FROM messages INDEXED BY messages_modseq"
 			     " WHERE folder = ?1 AND modseq > ?2",

@@ -377,7 +377,7 @@ int store_messages(struct store *st, const char *folder, uint32_t uid_first, uin
 	return ret;
 }
 
-int store_flags_list(struct store *st, const char *folder,
+int store_flags_list(struct store *st, const char *folder, uint32_t uid_first, uint32_t uid_last,
 		     int (*cb)(uint32_t uid, unsigned flags, uint64_t modseq, const char *keywords,
 			       void *arg),
 		     void *arg, char **error_r)
@@ -387,6 +387,8 @@ int store_flags_list(struct store *st, const char *folder,
 		return -1;
 	sqlite3_stmt *q = index_stmt(st, STMT_MSG_FLAGS);
 	sqlite3_bind_int64(q, 1, row.id);
+	sqlite3_bind_int64(q, 2, uid_first);
+	sqlite3_bind_int64(q, 3, uid_last == 0 ? UINT32_MAX : uid_last);
 	folder_row_free(&row);
 	int rc, ret = 0;
 	while ((rc = sqlite3_step(q)) == SQLITE_ROW) {

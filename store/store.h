@@ -142,10 +142,11 @@ int store_append(struct store *st, const char *folder, const void *data, size_t 
  * order.  cb returns 0 to go on, non-zero to stop (returned). */
 int store_messages(struct store *st, const char *folder, uint32_t uid_first, uint32_t uid_last,
 		   int (*cb)(const struct store_msg *m, void *arg), void *arg, char **error_r);
-/* UID, flags, MODSEQ and keywords of every message, in UID order: what
- * an IMAP SELECT needs, without file names.  cb runs while the query does,
- * so it must not use the store; non-zero stops (returned). */
-int store_flags_list(struct store *st, const char *folder,
+/* UID, flags, MODSEQ and keywords of the messages with uid_first <= UID
+ * <= uid_last (0 = to the end), in UID order: what an IMAP SELECT needs,
+ * without file names.  cb runs while the query does, so it must not use
+ * the store; non-zero stops (returned). */
+int store_flags_list(struct store *st, const char *folder, uint32_t uid_first, uint32_t uid_last,
 		     int (*cb)(uint32_t uid, unsigned flags, uint64_t modseq, const char *keywords,
 			       void *arg),
 		     void *arg, char **error_r);
