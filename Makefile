@@ -15,7 +15,7 @@ PYTHON  ?= /usr/bin/python3
 
 # Debian packages the build, the tests and the demo need.
 DEB_PKGS = gcc make pkg-config libssl-dev libsqlite3-dev libcmocka-dev libcrypt-dev \
-	   libgmime-3.0-dev openssl python3 python3-pytest swaks curl procps isync mutt tmux
+	   libgmime-3.0-dev libunbound-dev dnsmasq-base openssl python3 python3-pytest swaks curl procps isync mutt tmux
 
 PKGS     = openssl sqlite3 gmime-3.0
 OPTFLAGS ?= -O2
@@ -23,7 +23,7 @@ PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 CFLAGS_ALL = -std=c17 -D_GNU_SOURCE -g $(OPTFLAGS) -Wall -Wextra -Werror -pthread -I. \
 	     -fno-strict-aliasing $(PKG_CFLAGS) $(SANFLAGS) $(CFLAGS)
 LDLIBS_ALL = $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lssl -lcrypto -lsqlite3 -lgmime-3.0 -lgobject-2.0 -lglib-2.0) \
-	     -lcrypt -pthread $(SANFLAGS) $(LDFLAGS)
+	     -lunbound -lcrypt -pthread $(SANFLAGS) $(LDFLAGS)
 TEST_LIBS  = $(shell pkg-config --libs cmocka 2>/dev/null || echo -lcmocka)
 
 COMMON_SRC  = $(wildcard common/*.c)

@@ -194,6 +194,9 @@ struct config {
 	struct strlist pop3_listen;  /* plain + STLS */
 	struct strlist pop3s_listen; /* implicit TLS */
 	int64_t pop3_timeout_ms;
+	/* DNS (common/dns.c) */
+	struct strlist dns_servers;  /* host:port forwarders; empty: resolv.conf */
+	int64_t dns_timeout_ms;
 };
 
 /* Incremental parser: feed any chunking of the file (also one byte at a
@@ -294,6 +297,45 @@ int64_t connlimit_count(struct connlimit *cl);
  * *error_r on failure.  Free with tls_ctx_free (SSL_CTX_free). */
 SSL_CTX *tls_ctx_new(const char *cert_file, const char *key_file, char **error_r);
 void tls_ctx_free(SSL_CTX **ctx);
+
+/* ------------------------------------------------------------------- dns.c */
+
+/* The resolver of a process: one libunbound context (forwarding to
+ * dns_servers, or as /etc/resolv.conf says), our own deadline per lookup,
+ * answers cached by TTL.  Safe to share between threads. */
+enum dns_outcome { DNS_PASS, DNS_NODATA, DNS_NXDOMAIN, DNS_TEMPFAIL };
+#define DNS_T_A 1
+#define DNS_T_NS 2
+#define DNS_T_CNAME 5
+#define DNS_T_PTR 12
+#define DNS_T_MX 15
+#define DNS_T_TXT 16
+#define DNS_T_AAAA 28
+struct dns_answer {
+	enum dns_outcome outcome;
+	char **rr;               /* DNS_PASS: records as text (A/AAAA addresses, TXT
+				    strings joined, MX "pref host", names) */
+	size_t n;
+	uint32_t ttl;
+	char *error;             /* DNS_TEMPFAIL: why */
+};
+struct dns;
+struct dns_query;
+/* NULL with *error_r when the configuration is unusable. */
+struct dns *dns_new(const struct strlist *servers, int64_t timeout_ms, char **error_r);
+void dns_free(struct dns **d);
+/* Start a lookup; collect it with dns_wait (exactly once). */
+struct dns_query *dns_start(struct dns *d, const char *name, int rrtype);
+/* Wait until the answer or deadline_ms (clock_mono_ms()); past it the
+ * outcome is DNS_TEMPFAIL "timeout".  Frees the query; free the answer
+ * with dns_answer_free. */
+void dns_wait(struct dns_query **q, int64_t deadline_ms, struct dns_answer *ans);
+/* start + wait with the configured timeout. */
+void dns_lookup(struct dns *d, const char *name, int rrtype, struct dns_answer *ans);
+void dns_answer_free(struct dns_answer *a);
+const char *dns_outcome_name(enum dns_outcome o);
+/* "A", "TXT", ... (case-insensitive) to the type number, or -1. */
+int dns_type_parse(const char *name);
 
 /* ---------------------------------------------------------------- daemon.c */
 

@@ -104,6 +104,10 @@ static const struct ckey ckeys[] = {
 	{ "pop3s_listen", CT_LISTEN, OFF(pop3s_listen), "", 0, 0, "implicit TLS POP3 (repeatable; 995)" },
 	{ "pop3_timeout", CT_DURATION, OFF(pop3_timeout_ms), "10m", 100, 86400000,
 	  "an inactive POP3 session is closed after this (RFC 1939 3: at least 10 minutes)" },
+	{ "dns_servers", CT_LISTEN, OFF(dns_servers), "", 0, 0,
+	  "DNS servers to forward to, host:port (repeatable); empty: /etc/resolv.conf" },
+	{ "dns_timeout_ms", CT_INT, OFF(dns_timeout_ms), "2000", 10, 600000,
+	  "deadline of one DNS lookup; past it the outcome is a temporary error" },
 };
 
 const struct config_keyinfo *config_keys(size_t *n_r)

@@ -50,6 +50,7 @@ struct command {
 };
 
 static int cmd_user(struct mailctl *m, int argc, char **argv);
+static int cmd_dns(struct mailctl *m, int argc, char **argv);
 
 static const struct command commands[] = {
 	{ "user", cmd_user,
@@ -57,6 +58,10 @@ static const struct command commands[] = {
 	  "user passwd ADDRESS    change a user's password (password on stdin)\n"
 	  "user del ADDRESS       remove a user; the mail is kept\n"
 	  "user list              print every user, one address per line\n" },
+	{ "dns", cmd_dns,
+	  "dns TYPE NAME          look NAME up as the gateway does (dns_servers, dns_timeout_ms);\n"
+	  "                       TYPE is A, AAAA, TXT, MX, PTR, NS or CNAME; exit 0 pass, 1 no-data,\n"
+	  "                       2 NXDOMAIN, 3 temporary error\n" },
 	/* later: list show|add|del, rules check, score, learn */
 };
 
@@ -515,6 +520,40 @@ static int cmd_user(struct mailctl *m, int argc, char **argv)
 		return user_actions[i].run(m, want == 3 ? argv[2] : NULL);
 	}
 	return usage_error("user: unknown action %s", log_str(argv[1]));
+}
+
+/* ---------------------------------------------------------------- dns */
+
+static int cmd_dns(struct mailctl *m, int argc, char **argv)
+{
+	if (argc != 3)
+		return usage_error("dns: TYPE NAME expected");
+	int type = dns_type_parse(argv[1]);
+	if (type < 0)
+		return usage_error("dns: unknown type %s", log_str(argv[1]));
+	if (need_config(m) < 0)
+		return EXIT_ERROR;
+	char *err = NULL;
+	struct dns *d = dns_new(&m->cfg->dns_servers, m->cfg->dns_timeout_ms, &err);
+	if (d == NULL) {
+		errmsg("%s", err);
+		free(err);
+		return EXIT_ERROR;
+	}
+	struct dns_answer a;
+	dns_lookup(d, argv[2], type, &a);
+	printf("%s %s %s", argv[2], argv[1], dns_outcome_name(a.outcome));
+	if (a.outcome == DNS_TEMPFAIL)
+		printf(" (%s)", a.error ? a.error : "?");
+	else
+		printf(" ttl=%u", a.ttl);
+	putchar('\n');
+	for (size_t i = 0; i < a.n; i++)
+		printf("  %s\n", log_str(a.rr[i]));
+	int rc = a.outcome == DNS_PASS ? 0 : a.outcome == DNS_NODATA ? 1 : a.outcome == DNS_NXDOMAIN ? 2 : 3;
+	dns_answer_free(&a);
+	dns_free(&d);
+	return rc;
 }
 
 /* ---------------------------------------------------------------- main */
