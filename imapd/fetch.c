@@ -983,6 +983,10 @@ void cmd_store(struct session *s, const struct imap_cmd *c, const struct imap_ar
 	struct seqset modified = { 0 };
 	struct buf line;
 	buf_init(&line, 1024 * 1024);
+	/* The responses wait until the transaction ends: a slow client must
+	 * never hold the user's index (deliveries wait on it). */
+	struct buf pending;
+	buf_init(&pending, (size_t)1 << 31);
 	bool missing = false;
 	for (size_t k = 0; k < seqs.n; k++)
 		for (uint32_t q = seqs.r[k].lo ? seqs.r[k].lo : 1; q <= seqs.r[k].hi && q <= mb->n; q++) {
@@ -1015,8 +1019,6 @@ void cmd_store(struct session *s, const struct imap_cmd *c, const struct imap_ar
 			kw_free(m->keywords);
 			m->keywords = kw_dup(nkw);
 			free(nkw);
-			nkw = m->keywords;
-			mailbox_note_keywords(s, nkw);
 			if (silent && !s->condstore)
 				continue;
 			buf_reset(&line);
@@ -1029,10 +1031,12 @@ void cmd_store(struct session *s, const struct imap_cmd *c, const struct imap_ar
 			}
 			if (s->condstore)
 				buf_printf(&line, "%sMODSEQ (%llu)", silent ? "" : " ", (unsigned long long)m->modseq);
-			buf_putc(&line, ')');
-			sess_untagged(s, "%s", line.data);
+			buf_puts(&line, ")\r\n");
+			buf_puts(&pending, "* ");
+			buf_append(&pending, line.data, line.len);
 		}
 	if (store_batch_end(s->store, &err) < 0) {
+		buf_free(&pending);
 		buf_free(&line);
 		buf_free(&kw);
 		seqset_free(&seqs);
@@ -1040,10 +1044,14 @@ void cmd_store(struct session *s, const struct imap_cmd *c, const struct imap_ar
 		sess_store_error(s, "STORE", err);
 		return;
 	}
+	/* New keywords: FLAGS/PERMANENTFLAGS first, then the FETCHes. */
+	if (kw.len)
+		mailbox_note_keywords(s, kw.data);
+	sess_write(s, pending.data, pending.len);
+	buf_free(&pending);
 	buf_free(&line);
 	buf_free(&kw);
 	seqset_free(&seqs);
-	/* New keywords: FLAGS/PERMANENTFLAGS again. */
 	mailbox_sync(s, uid);
 	if (modified.n) {
 		struct buf b;

@@ -485,9 +485,12 @@ static int expunge_deleted(struct session *s, const struct seqset *uids)
 	 * it (another session may have undeleted a message meanwhile). */
 	struct seqset deleted = { 0 };
 	if (store_flags_list(s->store, mb->name, 1, 0, collect_deleted, &deleted, &err) < 0) {
-		log_warnx(s->sid, "expunge %s: %s", log_str(mb->name), err);
-		free(err);
-		err = NULL;
+		seqset_free(&deleted);
+		char *e2 = NULL;
+		store_batch_end(s->store, &e2);
+		free(e2);
+		sess_store_error(s, "EXPUNGE", err);
+		return -1;
 	}
 	size_t done = 0;
 	for (size_t i = 0; i < mb->n; i++) {

@@ -194,10 +194,11 @@ static void do_login(struct pop3 *p, const char *user, const char *pass)
 /* A message number argument: the index, or -1 after an -ERR reply. */
 static long msg_arg(struct pop3 *p, const char *arg)
 {
-	char *e;
+	char *e = NULL;
 	errno = 0;
-	unsigned long v = arg ? strtoul(arg, &e, 10) : 0;
-	if (arg == NULL || *arg == '\0' || *arg == '-' || *e != '\0' || errno || v == 0) {
+	bool digits = arg && *arg >= '0' && *arg <= '9';
+	unsigned long v = digits ? strtoul(arg, &e, 10) : 0;
+	if (!digits || *e != '\0' || errno || v == 0) {
 		reply(p, "-ERR Invalid message number");
 		p->bad++;
 		return -1;
@@ -241,7 +242,15 @@ static void send_message(struct pop3 *p, struct pop3_msg *m, long body_lines)
 		ssize_t r = read(fd, in, sizeof(in));
 		if (r < 0 && errno == EINTR)
 			continue;
-		if (r <= 0)
+		if (r < 0) {
+			/* "+OK" went out: only closing tells the client that
+			 * this message is incomplete (it must not DELE it). */
+			log_err(p->sid, "pop3 RETR UID %u", m->uid);
+			close(fd);
+			p->quit = true;
+			return;
+		}
+		if (r == 0)
 			break;
 		size_t k = 0;
 		for (ssize_t i = 0; i < r && !stop; i++) {
@@ -265,6 +274,21 @@ static void send_message(struct pop3 *p, struct pop3_msg *m, long body_lines)
 				prev_cr = false;
 				continue;
 			}
+			if (prev_cr) {
+				/* A bare CR: POP3 lines end with CRLF only. */
+				out[k++] = '\n';
+				bol = true;
+				prev_cr = false;
+				if (in_body)
+					lines++;
+				linelen = 0;
+				if (body_lines >= 0 && in_body && lines >= body_lines) {
+					stop = true;
+					break;
+				}
+				if (c == '.')
+					out[k++] = '.';
+			}
 			out[k++] = c;
 			prev_cr = c == '\r';
 			if (c != '\r')
@@ -276,8 +300,10 @@ static void send_message(struct pop3 *p, struct pop3_msg *m, long body_lines)
 			break;
 	}
 	close(fd);
-	if (!bol)
-		conn_write(p->conn, "\r\n", 2);
+	if (prev_cr && !stop)
+		conn_write(p->conn, "\n", 1);       /* a bare CR at the very end */
+	else if (!bol && !stop)
+		conn_write(p->conn, "\r\n", 2);    /* no final newline */
 	conn_write(p->conn, ".\r\n", 3);
 }
 
@@ -350,6 +376,8 @@ static char *read_line(struct pop3 *p)
 		buf_consume(in, consumed);
 		if (ls == LINE_TOOLONG)
 			return xstrdup("");
+		if (consumed)
+			continue;
 		if (conn_flush(p->conn, (int)p->cfg->pop3_timeout_ms) != CONN_OK)
 			return NULL;
 		if (conn_fill(p->conn, (int)p->cfg->pop3_timeout_ms) != CONN_OK)
@@ -421,9 +449,14 @@ static void update(struct pop3 *p)
 			if (!p->msgs[i].deleted)
 				continue;
 			if (store_expunge(p->store, STORE_INBOX, p->msgs[i].uid, &err) < 0) {
-				log_warnx(p->sid, "pop3 expunge UID %u: %s", p->msgs[i].uid, err);
+				/* Already expunged (by an IMAP session): what DELE asked. */
+				bool gone = err && strstr(err, "no such message") != NULL;
+				if (!gone)
+					log_warnx(p->sid, "pop3 expunge UID %u: %s", p->msgs[i].uid, err);
 				free(err);
 				err = NULL;
+				if (gone)
+					done++;
 				continue;
 			}
 			done++;
@@ -609,6 +642,8 @@ static void pop3_loop(struct pop3 *p)
 			continue;
 		}
 		buf_consume(in, consumed);
+		if (consumed)
+			continue; /* the tail of a too-long line: commands may follow */
 		/* Need more input: answer what we have (RFC 2449 PIPELINING). */
 		if (conn_flush(p->conn, (int)p->cfg->pop3_timeout_ms) != CONN_OK)
 			return;

@@ -231,6 +231,7 @@ static int schema_setup(struct store *st, char **error_r)
 	if (version == STORE_SCHEMA_VERSION)
 		return index_commit(st, error_r);
 	const char *sql = version == 0 ? schema_v2 : migrate_v1_v2;
+	st->fresh_index = version == 0; /* the files must be indexed now */
 	/* Later versions: if (version < 3) { ALTER ... } */
 	if (exec(st, sql, error_r) < 0)
 		goto fail;
@@ -264,9 +265,12 @@ int index_reopen(struct store *st, char **error_r)
 static int index_open_ex(struct store *st, bool setup, char **error_r)
 {
 	char *path = xasprintf("%s/index.sqlite", st->root);
+	/* A reopen (store_resume) must find the database it left: removed
+	 * meanwhile (an admin forcing a rebuild), it is an error, not a new
+	 * empty one. */
 	int rc = sqlite3_open_v2(path, &st->db,
-				 SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX |
-					 SQLITE_OPEN_EXRESCODE,
+				 SQLITE_OPEN_READWRITE | (setup ? SQLITE_OPEN_CREATE : 0) |
+					 SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_EXRESCODE,
 				 NULL);
 	if (rc != SQLITE_OK) {
 		store_error(error_r, "index %s: %s", path,
@@ -295,6 +299,10 @@ static int index_open_ex(struct store *st, bool setup, char **error_r)
 	}
 	if (setup && schema_setup(st, error_r) < 0)
 		return -1;
+	if (!setup &&
+	    sqlite3_prepare_v3(st->db, stmt_sql[STMT_FOLDER_GET], -1, SQLITE_PREPARE_PERSISTENT,
+			       &st->stmt[STMT_FOLDER_GET], NULL) != SQLITE_OK)
+		return index_fail(st, NULL, "reopen", error_r); /* not our schema any more */
 	/* The other statements are prepared on first use (index_stmt). */
 	return 0;
 }

@@ -119,6 +119,7 @@ struct store {
 	sqlite3 *db;
 	sqlite3_stmt *stmt[STMT_COUNT];
 	char *fi_name;    /* store_folder_info's borrowed name */
+	bool fresh_index; /* index_open created the schema: recovery must run */
 	bool batch;       /* inside store_batch_begin .. store_batch_end */
 	bool batch_lost;  /* SQLite rolled the batch's transaction back */
 	struct batch_undo *undo;

@@ -412,7 +412,7 @@ int store_open_flags(const char *data_dir, const char *addr, unsigned flags, str
 	}
 	if (index_open(st, error_r) < 0)
 		goto fail;
-	if (!(flags & STORE_OPEN_RECOVER_ONCE) || !recovered_before(st->root)) {
+	if (!(flags & STORE_OPEN_RECOVER_ONCE) || st->fresh_index || !recovered_before(st->root)) {
 		if (store_recover(st, error_r) < 0)
 			goto fail;
 		if (flags & STORE_OPEN_RECOVER_ONCE)

@@ -140,3 +140,28 @@ def test_idle_with_a_partial_line_still_reports(g):
             assert b" OK " in line
             break
     m.logout()
+
+
+def test_idle_survives_a_removed_index(g):
+    import glob
+    import os
+    m = login(g)
+    append(m, "INBOX", b"Subject: x\r\n\r\ny\r\n")
+    m.select("INBOX")
+    tag = m._new_tag()
+    m.send(tag + b" IDLE\r\n")
+    assert m.readline().startswith(b"+")
+    time.sleep(0.5)
+    for f in glob.glob(g.maildir("alice@example.test") + "/index.sqlite*"):
+        os.unlink(f)
+    m.sock.settimeout(10)
+    m.send(b"DONE\r\n")
+    line = m.readline()
+    assert line.startswith(b"* BYE") or line.startswith(tag), line
+    # The daemon lives on and the next login rebuilds the index.
+    time.sleep(0.2)
+    assert g.imapd_proc.poll() is None
+    m2 = login(g)
+    typ, data = m2.select("INBOX")
+    assert typ == "OK" and data == [b"1"]
+    m2.logout()

@@ -1,6 +1,7 @@
 """POP3 in imapd against poplib and curl: INBOX only, DELE/RSET/QUIT,
 [IN-USE], STLS and implicit TLS, UIDL consistent with IMAP."""
 import imaplib
+import os
 import poplib
 import socket
 import ssl
@@ -233,3 +234,35 @@ def test_autologout(gateway_factory):
     assert f.readline().startswith(b"-ERR Autologout")
     assert f.readline() == b""
     assert time.monotonic() - t0 < 8
+
+
+def test_long_line_then_pipelined_commands_and_strict_numbers(g):
+    deliver(g, USER, b"one")
+    t = ctx(g).wrap_socket(socket.create_connection(("127.0.0.1", g.pop3s_port), 10),
+                           server_hostname="127.0.0.1")
+    f = t.makefile("rb")
+    f.readline()
+    t.sendall(f"USER {USER}\r\nPASS {gwlib.PASSWORD}\r\n".encode())
+    f.readline(), f.readline()
+    t.sendall(b"A" * 700)
+    time.sleep(0.3)
+    t.sendall(b"xx\r\nNOOP\r\nDELE +1\r\nDELE  1\r\nSTAT\r\n")
+    assert f.readline().startswith(b"-ERR Line too long")
+    assert f.readline() == b"+OK\r\n"
+    assert f.readline().startswith(b"-ERR Invalid message number")
+    assert f.readline().startswith(b"-ERR Invalid message number")
+    assert f.readline().startswith(b"+OK 1 ")
+    t.close()
+
+
+def test_bare_cr_and_crlf_files_come_out_as_crlf(g):
+    # A file dropped in by another tool, with a bare CR and no final newline
+    # (before the first login: imapd indexes what it finds on its first open).
+    d = g.maildir(USER) + "/new/"
+    os.makedirs(d, exist_ok=True)
+    with open(d + "1700000000.M1P1Q1.elsewhere", "wb") as f:
+        f.write(b"Subject: odd\n\nA\rB\n.dot\nend")
+    p = pop(g)
+    resp, lines, _ = p.retr(1)
+    assert lines == [b"Subject: odd", b"", b"A", b"B", b".dot", b"end"], lines
+    p.quit()
