@@ -75,6 +75,10 @@ struct imapd {
 	struct daemon *d;
 	struct notify *notify;
 	char *data_dir;
+	/* IDLE sessions woken together (one delivery, a thousand sessions on
+	 * the mailbox) take turns: SQLite readers that all start at once
+	 * fight over the WAL read locks and back off in sleeps. */
+	void *wake_sem;           /* sem_t */
 };
 
 enum session_state { ST_NOT_AUTH, ST_AUTH, ST_SELECTED, ST_LOGOUT };

@@ -17,6 +17,7 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <semaphore.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -789,10 +790,16 @@ void cmd_idle(struct session *s, const struct imap_cmd *c)
 			continue;
 		if (sub && (pfd[1].revents & POLLIN)) {
 			notify_sub_drain(sub);
-			if (!idle_resume(s, &suspended))
-				break;
-			if (s->state == ST_SELECTED)
+			sem_t *turn = s->app->wake_sem;
+			if (turn)
+				sem_wait(turn);
+			bool resumed = idle_resume(s, &suspended);
+			if (resumed && s->state == ST_SELECTED)
 				mailbox_sync(s, true);
+			if (turn)
+				sem_post(turn);
+			if (!resumed)
+				break;
 			/* A commit may be written but not yet published (and
 			 * several coalesce into one wake-up): look again shortly;
 			 * cheap, the index stays open until then. */

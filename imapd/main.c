@@ -11,6 +11,7 @@
  */
 #include "imapd/imapd.h"
 
+#include <semaphore.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -74,6 +75,9 @@ static int ready(struct daemon *d, const struct config *cfg)
 	app->d = d;
 	app->data_dir = xstrdup(cfg->data_dir);
 	app->notify = notify_new();
+	static sem_t wake_sem;
+	sem_init(&wake_sem, 0, 2);
+	app->wake_sem = &wake_sem;
 	return 0;
 }
 
