@@ -170,7 +170,10 @@ static void claim_recent(struct session *s, size_t from_index)
 		return;
 	uint32_t first = 0;
 	char *err = NULL;
-	if (store_claim_recent(s->store, mb->name, &first, &err) < 0) {
+	/* Only what this session has loaded: a message that arrived since is
+	 * claimed by whoever loads it first. */
+	uint32_t upto = mb->msgs[mb->n - 1].uid + 1;
+	if (store_claim_recent_upto(s->store, mb->name, upto, &first, &err) < 0) {
 		log_warnx(s->sid, "claim \\Recent in %s: %s", log_str(mb->name), err);
 		free(err);
 		return;

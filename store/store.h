@@ -227,6 +227,10 @@ int store_changes(struct store *st, const char *folder, uint64_t since_modseq,
  * caller, and for no other session that claims later. */
 int store_claim_recent(struct store *st, const char *folder, uint32_t *first_recent_r,
 		       char **error_r);
+/* The same, claiming only UIDs below upto (those a session has loaded):
+ * a message that arrives meanwhile stays for the next claim. */
+int store_claim_recent_upto(struct store *st, const char *folder, uint32_t upto,
+			    uint32_t *first_recent_r, char **error_r);
 
 /* MIME cache: the ENVELOPE, BODY and BODYSTRUCTURE strings the IMAP
  * server computes once per message (they survive COPY and MOVE).

@@ -103,6 +103,12 @@ int store_batch_end(struct store *st, char **error_r)
 int store_claim_recent(struct store *st, const char *folder, uint32_t *first_recent_r,
 		       char **error_r)
 {
+	return store_claim_recent_upto(st, folder, UINT32_MAX, first_recent_r, error_r);
+}
+
+int store_claim_recent_upto(struct store *st, const char *folder, uint32_t upto,
+			    uint32_t *first_recent_r, char **error_r)
+{
 	struct folder_row row;
 	if (index_folder_find(st, folder, &row, error_r) < 0)
 		return -1;
@@ -117,6 +123,8 @@ int store_claim_recent(struct store *st, const char *folder, uint32_t *first_rec
 		if (sqlite3_step(q) == SQLITE_ROW) {
 			int64_t mark = sqlite3_column_int64(q, 0), uidnext = sqlite3_column_int64(q, 1);
 			sqlite3_reset(q);
+			if (uidnext > (int64_t)upto)
+				uidnext = upto;
 			if (mark >= uidnext) {
 				*first_recent_r = (uint32_t)uidnext;
 				folder_row_free(&row);
@@ -143,7 +151,9 @@ int store_claim_recent(struct store *st, const char *folder, uint32_t *first_rec
 	sqlite3_reset(q);
 	if (mark < 1)
 		mark = 1;
-	if (mark != uidnext) {
+	if (uidnext > (int64_t)upto)
+		uidnext = upto;
+	if (mark < uidnext) {
 		q = index_stmt(st, STMT_FOLDER_RECENT_SET);
 		sqlite3_bind_int64(q, 1, row.id);
 		sqlite3_bind_int64(q, 2, uidnext);

@@ -2112,6 +2112,17 @@ static void test_recent(void **state)
 	counts_expect(a, 5, 0, 4);
 	err = NULL;
 	assert_error(store_claim_recent(a, "Nope", &ra, &err), &err, "no such folder");
+
+	/* A claim up to what a session loaded leaves later arrivals to the
+	 * next claim (UIDs 7 and 8 arrive; a loaded up to 7 only). */
+	append_ok(a, "INBOX", "Subject: r7\n\n", NULL);
+	append_ok(a, "INBOX", "Subject: r8\n\n", NULL);
+	assert_int_equal(store_claim_recent_upto(a, "INBOX", 8, &ra, &err), 0);
+	assert_int_equal(ra, 6);   /* UID 7 is a's (6 was expunged unclaimed) */
+	assert_int_equal(store_claim_recent_upto(b, "INBOX", 9, &rb, &err), 0);
+	assert_int_equal(rb, 8);   /* UID 8 is b's, not lost */
+	assert_int_equal(store_claim_recent_upto(a, "INBOX", 9, &ra, &err), 0);
+	assert_int_equal(ra, 9);   /* nothing left */
 	store_close(&a);
 	store_close(&b);
 }
