@@ -255,6 +255,11 @@ enum conn_status conn_flush(struct conn *c, int timeout_ms);
 /* Bytes written but not yet flushed (the buffer holds at most 1 MiB:
  * flush long responses in pieces). */
 size_t conn_pending(const struct conn *c);
+/* Flush, then read one line (without its line end) of at most max
+ * octets, waiting at most timeout_ms per read: malloc'd, "" for a line
+ * that was too long (skipped to its end), NULL on EOF, error or timeout.
+ * For the odd raw line of a protocol (a SASL response). */
+char *conn_read_line(struct conn *c, size_t max, int timeout_ms);
 /* Free the empty input and output buffers (a connection about to sit idle). */
 void conn_release_buffers(struct conn *c);
 /* TLS server handshake on the live socket (STARTTLS or implicit TLS).
@@ -397,6 +402,13 @@ bool daemon_wait_begin(struct daemon *d, struct daemon_link *l, bool waiting);
 /* A session thread about to sit idle for long: return the pages of its
  * stack that deeper calls touched (SQLite's parser, a recovery scan). */
 void daemon_trim_stack(void);
+/* A session that has answered what it had and needs more input: flush,
+ * then wait up to timeout_ms for the client, marked as waiting so that a
+ * shutdown wakes it.  DAEMON_INPUT: more bytes in conn_rbuf; TIMEOUT
+ * takes precedence over STOPPING; CLOSED: the connection failed or ended. */
+enum daemon_wait { DAEMON_INPUT, DAEMON_TIMEOUT, DAEMON_STOPPING, DAEMON_CLOSED };
+enum daemon_wait daemon_read_more(struct daemon *d, struct daemon_link *l, struct conn *c,
+				  int timeout_ms);
 /* Parse "-c FILE -t" and run the daemon until SIGTERM/SIGINT.  Returns
  * -1 when it could not start, else the number of sessions still running
  * at exit (when not 0, the caller must not free what sessions use). */

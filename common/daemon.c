@@ -151,6 +151,22 @@ bool daemon_wait_begin(struct daemon *d, struct daemon_link *l, bool waiting)
 	return !stopping;
 }
 
+enum daemon_wait daemon_read_more(struct daemon *d, struct daemon_link *l, struct conn *c,
+				  int timeout_ms)
+{
+	if (conn_flush(c, timeout_ms) != CONN_OK)
+		return DAEMON_CLOSED;
+	if (!daemon_wait_begin(d, l, true))
+		return DAEMON_STOPPING;
+	enum conn_status cs = conn_fill(c, timeout_ms);
+	bool go_on = daemon_wait_begin(d, l, false);
+	if (cs == CONN_TIMEOUT)
+		return DAEMON_TIMEOUT;
+	if (!go_on)
+		return DAEMON_STOPPING;
+	return cs == CONN_OK ? DAEMON_INPUT : DAEMON_CLOSED;
+}
+
 void daemon_trim_stack(void)
 {
 	pthread_attr_t a;

@@ -275,6 +275,32 @@ void conn_write(struct conn *c, const void *p, size_t n)
 		c->werror = true;
 }
 
+char *conn_read_line(struct conn *c, size_t max, int timeout_ms)
+{
+	struct linereader lr = { .max = max };
+	bool toolong = false;
+	for (;;) {
+		struct slice l;
+		bool crlf;
+		size_t consumed;
+		enum line_status ls = linereader_next(&lr, c->rbuf.data, c->rbuf.len, &l, &crlf, &consumed);
+		if (ls == LINE_OK) {
+			char *line = toolong ? xstrdup("") : slice_dup(l);
+			buf_consume(&c->rbuf, consumed);
+			return line;
+		}
+		buf_consume(&c->rbuf, consumed);
+		if (ls == LINE_TOOLONG)
+			toolong = true; /* skipped to its end, then "" */
+		if (toolong && !lr.discarding)
+			return xstrdup("");
+		if (consumed)
+			continue;
+		if (conn_flush(c, timeout_ms) != CONN_OK || conn_fill(c, timeout_ms) != CONN_OK)
+			return NULL;
+	}
+}
+
 void conn_release_buffers(struct conn *c)
 {
 	if (c->rbuf.len == 0)

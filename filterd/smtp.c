@@ -708,25 +708,19 @@ static void session_loop(struct session *s)
 				continue;
 			/* Nothing complete buffered: answer what we have (RFC 2920)
 			 * and wait for the client. */
-			if (conn_flush(s->conn, (int)s->cfg->smtp_timeout_ms) != CONN_OK)
-				return;
-			if (!daemon_wait_begin(s->srv->d, &s->link, true)) {
-				reply(s, "421 4.3.2 %s Service shutting down", s->cfg->hostname);
-				break;
-			}
-			enum conn_status st = conn_fill(s->conn, (int)s->cfg->smtp_timeout_ms);
-			bool go_on = daemon_wait_begin(s->srv->d, &s->link, false);
-			if (st == CONN_TIMEOUT) {
+			enum daemon_wait w = daemon_read_more(s->srv->d, &s->link, s->conn,
+							      (int)s->cfg->smtp_timeout_ms);
+			if (w == DAEMON_TIMEOUT) {
 				reply(s, "421 4.4.2 %s Error: timeout exceeded", s->cfg->hostname);
 				log_info(s->sid, "timeout after %lld commands from %s",
 					 (long long)s->commands, s->ip);
 				break;
 			}
-			if (!go_on) {
+			if (w == DAEMON_STOPPING) {
 				reply(s, "421 4.3.2 %s Service shutting down", s->cfg->hostname);
 				break;
 			}
-			if (st != CONN_OK) {
+			if (w == DAEMON_CLOSED) {
 				if (s->in_tx)
 					log_info(s->qid, "lost connection after %lld commands from %s",
 						 (long long)s->commands, s->ip);

@@ -709,15 +709,8 @@ void cmd_fetch(struct session *s, const struct imap_cmd *c, const struct imap_ar
 	if (mb->readonly)
 		f.sets_seen = false;
 	struct seqset seqs;
-	if (!mailbox_resolve(mb, set, uid, &seqs)) {
+	if (!mailbox_resolve(s, set, uid, &seqs)) {
 		fetch_free(&f);
-		sess_bad(s, "Invalid message set");
-		return;
-	}
-	if (!uid && seqs.n && seqs.r[seqs.n - 1].hi > mb->n && !strchr(set, '*')) {
-		seqset_free(&seqs);
-		fetch_free(&f);
-		sess_bad(s, "No such message");
 		return;
 	}
 	struct collect col;
@@ -944,15 +937,8 @@ void cmd_store(struct session *s, const struct imap_cmd *c, const struct imap_ar
 		return;
 	}
 	struct seqset seqs;
-	if (!mailbox_resolve(mb, set, uid, &seqs)) {
+	if (!mailbox_resolve(s, set, uid, &seqs)) {
 		buf_free(&kw);
-		sess_bad(s, "Invalid message set");
-		return;
-	}
-	if (!uid && seqs.n && seqs.r[seqs.n - 1].hi > mb->n && !strchr(set, '*')) {
-		buf_free(&kw);
-		seqset_free(&seqs);
-		sess_bad(s, "No such message");
 		return;
 	}
 	/* Apply to the current state (another session may have changed it). */

@@ -169,9 +169,10 @@ bool mailbox_sync(struct session *s, bool expunges_ok);
 void mailbox_note_keywords(struct session *s, const char *kws);
 /* Sequence number of uid (1-based), 0 when absent. */
 uint32_t mailbox_seq(const struct mailbox *mb, uint32_t uid);
-/* Resolve a sequence set (or UID set when uid) argument to the indexes of
- * messages: out gets a set of seq numbers.  false on a syntax error. */
-bool mailbox_resolve(const struct mailbox *mb, const char *set, bool uid, struct seqset *out);
+/* Resolve a sequence set (or UID set when uid) argument of the selected
+ * mailbox to sequence numbers in out.  false, with BAD sent, on a syntax
+ * error or a sequence number beyond the mailbox. */
+bool mailbox_resolve(struct session *s, const char *set, bool uid, struct seqset *out);
 
 /* fetch.c */
 void cmd_fetch(struct session *s, const struct imap_cmd *c, const struct imap_arg *args, size_t n,

@@ -85,7 +85,7 @@ uint32_t mailbox_seq(const struct mailbox *mb, uint32_t uid)
 	return i == (size_t)-1 ? 0 : (uint32_t)(i + 1);
 }
 
-bool mailbox_resolve(const struct mailbox *mb, const char *set, bool uid, struct seqset *out)
+static bool resolve(const struct mailbox *mb, const char *set, bool uid, struct seqset *out)
 {
 	memset(out, 0, sizeof(*out));
 	if (!uid)
@@ -100,6 +100,23 @@ bool mailbox_resolve(const struct mailbox *mb, const char *set, bool uid, struct
 		if (seqset_contains(&us, mb->msgs[i].uid))
 			seqset_add(out, (uint32_t)(i + 1), (uint32_t)(i + 1));
 	seqset_free(&us);
+	return true;
+}
+
+bool mailbox_resolve(struct session *s, const char *set, bool uid, struct seqset *out)
+{
+	const struct mailbox *mb = s->mbox;
+	if (!resolve(mb, set, uid, out)) {
+		sess_bad(s, "Invalid message set");
+		return false;
+	}
+	/* RFC 3501 6.4.8: a sequence number beyond the mailbox is an error
+	 * (UIDs are not); "*" in an empty mailbox is not. */
+	if (!uid && out->n && out->r[out->n - 1].hi > mb->n && !strchr(set, '*')) {
+		seqset_free(out);
+		sess_bad(s, "No such message");
+		return false;
+	}
 	return true;
 }
 
@@ -575,15 +592,8 @@ void cmd_copy(struct session *s, const struct imap_cmd *c, const struct imap_arg
 	if (dest == NULL)
 		return;
 	struct seqset seqs;
-	if (!mailbox_resolve(mb, set, uid, &seqs)) {
-		sess_bad(s, "Invalid message set");
+	if (!mailbox_resolve(s, set, uid, &seqs))
 		return;
-	}
-	if (!uid && seqs.n && seqs.r[seqs.n - 1].hi > mb->n && !strchr(set, '*')) {
-		seqset_free(&seqs);
-		sess_bad(s, "No such message");
-		return;
-	}
 	struct store_folder_info fi;
 	char *err = NULL;
 	int r = store_folder_state(s->store, dest, &fi, &err);

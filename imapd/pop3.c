@@ -360,31 +360,6 @@ static void cmd_stls(struct pop3 *p)
 	p->user_arg = NULL;
 }
 
-static char *read_line(struct pop3 *p)
-{
-	struct buf *in = conn_rbuf(p->conn);
-	for (;;) {
-		struct slice l;
-		bool crlf;
-		size_t consumed;
-		enum line_status ls = linereader_next(&p->lr, in->data, in->len, &l, &crlf, &consumed);
-		if (ls == LINE_OK) {
-			char *line = slice_dup(l);
-			buf_consume(in, consumed);
-			return line;
-		}
-		buf_consume(in, consumed);
-		if (ls == LINE_TOOLONG)
-			return xstrdup("");
-		if (consumed)
-			continue;
-		if (conn_flush(p->conn, (int)p->cfg->pop3_timeout_ms) != CONN_OK)
-			return NULL;
-		if (conn_fill(p->conn, (int)p->cfg->pop3_timeout_ms) != CONN_OK)
-			return NULL;
-	}
-}
-
 static void cmd_auth(struct pop3 *p, char *args)
 {
 	if (args == NULL) {
@@ -411,7 +386,7 @@ static void cmd_auth(struct pop3 *p, char *args)
 	char *resp = ir ? xstrdup(ir) : NULL;
 	if (resp == NULL) {
 		conn_write(p->conn, "+ \r\n", 4);
-		resp = read_line(p);
+		resp = conn_read_line(p->conn, 8192, (int)p->cfg->pop3_timeout_ms); /* RFC 5034: SASL lines may exceed 255 */
 		if (resp == NULL) {
 			p->quit = true;
 			return;
@@ -645,26 +620,19 @@ static void pop3_loop(struct pop3 *p)
 		if (consumed)
 			continue; /* the tail of a too-long line: commands may follow */
 		/* Need more input: answer what we have (RFC 2449 PIPELINING). */
-		if (conn_flush(p->conn, (int)p->cfg->pop3_timeout_ms) != CONN_OK)
-			return;
-		if (!daemon_wait_begin(p->app->d, &p->link, true)) {
-			reply(p, "-ERR [SYS/TEMP] Server shutting down");
-			break;
-		}
-		enum conn_status cs = conn_fill(p->conn, (int)p->cfg->pop3_timeout_ms);
-		bool go_on = daemon_wait_begin(p->app->d, &p->link, false);
-		if (cs == CONN_TIMEOUT) {
+		enum daemon_wait w = daemon_read_more(p->app->d, &p->link, p->conn, (int)p->cfg->pop3_timeout_ms);
+		if (w == DAEMON_TIMEOUT) {
 			/* RFC 1939 3: the autologout timer; no UPDATE state. */
 			reply(p, "-ERR Autologout: idle for too long");
 			log_info(p->sid, "pop3 timeout from %s", p->ip);
 			break;
 		}
-		if (!go_on) {
+		if (w == DAEMON_STOPPING) {
 			reply(p, "-ERR [SYS/TEMP] Server shutting down");
 			break;
 		}
-		if (cs != CONN_OK)
-			break;
+		if (w == DAEMON_CLOSED)
+			return;
 	}
 	conn_flush(p->conn, 2000);
 }

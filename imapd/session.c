@@ -378,31 +378,6 @@ static void cmd_login(struct session *s, const struct imap_cmd *c)
 	do_login(s, imap_arg_astring(&c->args[0]), imap_arg_astring(&c->args[1]));
 }
 
-/* Read one raw line (an AUTHENTICATE continuation).  NULL on EOF/timeout. */
-static char *read_raw_line(struct session *s, size_t max)
-{
-	struct linereader lr = { .max = max };
-	struct buf *in = conn_rbuf(s->conn);
-	for (;;) {
-		struct slice l;
-		bool crlf;
-		size_t consumed;
-		enum line_status ls = linereader_next(&lr, in->data, in->len, &l, &crlf, &consumed);
-		if (ls == LINE_OK) {
-			char *line = slice_dup(l);
-			buf_consume(in, consumed);
-			return line;
-		}
-		buf_consume(in, consumed);
-		if (ls == LINE_TOOLONG)
-			return xstrdup("");
-		if (conn_flush(s->conn, (int)s->cfg->imap_login_timeout_ms) != CONN_OK)
-			return NULL;
-		if (conn_fill(s->conn, (int)s->cfg->imap_login_timeout_ms) != CONN_OK)
-			return NULL;
-	}
-}
-
 /* RFC 4616: [authzid] NUL authcid NUL passwd, base64. */
 static void cmd_authenticate(struct session *s, const struct imap_cmd *c)
 {
@@ -425,7 +400,7 @@ static void cmd_authenticate(struct session *s, const struct imap_cmd *c)
 		resp = xstrdup(ir ? ir : "");
 	} else {
 		conn_write(s->conn, "+ \r\n", 4);
-		resp = read_raw_line(s, 8192);
+		resp = conn_read_line(s->conn, 8192, (int)s->cfg->imap_login_timeout_ms);
 		if (resp == NULL) {
 			s->quit = true;
 			return;
@@ -1131,25 +1106,18 @@ static void session_loop(struct session *s)
 		/* Need more input: answer what we have and wait. */
 		int64_t timeout = s->state == ST_NOT_AUTH ? s->cfg->imap_login_timeout_ms
 							  : s->cfg->imap_idle_timeout_ms;
-		if (conn_flush(s->conn, (int)timeout) != CONN_OK)
-			return;
-		if (!daemon_wait_begin(s->app->d, &s->link, true)) {
-			sess_untagged(s, "BYE Server shutting down");
-			break;
-		}
-		enum conn_status cs = conn_fill(s->conn, (int)timeout);
-		bool go_on = daemon_wait_begin(s->app->d, &s->link, false);
-		if (cs == CONN_TIMEOUT) {
+		enum daemon_wait w = daemon_read_more(s->app->d, &s->link, s->conn, (int)timeout);
+		if (w == DAEMON_TIMEOUT) {
 			sess_untagged(s, "BYE Autologout: idle for too long");
 			log_info(s->sid, "timeout from %s", s->ip);
 			break;
 		}
-		if (!go_on) {
+		if (w == DAEMON_STOPPING) {
 			sess_untagged(s, "BYE Server shutting down");
 			break;
 		}
-		if (cs != CONN_OK)
-			break;
+		if (w == DAEMON_CLOSED)
+			return;
 	}
 	conn_flush(s->conn, 2000);
 }

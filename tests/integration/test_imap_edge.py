@@ -165,3 +165,34 @@ def test_idle_survives_a_removed_index(g):
     typ, data = m2.select("INBOX")
     assert typ == "OK" and data == [b"1"]
     m2.logout()
+
+
+def test_hostile_limits_without_other_coverage(g):
+    r = raw_login(g)
+    r.sock.settimeout(10)
+    assert r.cmd("b SELECT INBOX\r\n", read=False) is None
+    assert r.until(b"b ")[-1].startswith(b"b OK")
+    # A sequence number beyond the mailbox is BAD; "*" in an empty one is not.
+    assert r.cmd("c FETCH 5 FLAGS\r\n").startswith(b"c BAD No such message")
+    r.cmd("d FETCH 1:* FLAGS\r\n", read=False)
+    assert r.until(b"d ")[-1].startswith(b"d OK")
+    # More than 1000 keywords in one command.
+    r.cmd("e APPEND INBOX {5+}\r\nhello\r\n", read=False)
+    assert r.until(b"e ")[-1].startswith(b"e OK")
+    kws = " ".join(f"k{i}" for i in range(1001))
+    assert r.cmd(f"f STORE 1 +FLAGS ({kws})\r\n").startswith(b"f BAD Too many keywords")
+    # A LIST pattern longer than 1024 octets.
+    assert r.cmd('h LIST "" "' + "%" * 1100 + '"\r\n').startswith(b"h BAD Mailbox pattern too long")
+    assert r.cmd("i NOOP\r\n").startswith(b"i OK")
+
+
+def test_authenticate_continuation_cancel_and_overlong(g):
+    r = Raw(g)
+    r.sock.settimeout(10)
+    assert r.cmd("a AUTHENTICATE PLAIN\r\n").startswith(b"+")
+    assert r.cmd("*\r\n").startswith(b"a BAD AUTHENTICATE cancelled")
+    assert r.cmd("b AUTHENTICATE PLAIN\r\n").startswith(b"+")
+    # Longer than 8 KiB: refused as malformed, and the session goes on.
+    assert r.cmd("A" * 9000 + "\r\n").startswith(b"b BAD Malformed")
+    assert r.cmd("c NOOP\r\n").startswith(b"c OK")
+    assert r.cmd("d AUTHENTICATE PLAIN !!!!\r\n").startswith(b"d BAD Malformed")
