@@ -8,7 +8,8 @@
  *   mailbox.c   the selected mailbox: the sequence-number map, sync with
  *               the store (EXISTS, EXPUNGE, FETCH FLAGS), SELECT, STATUS,
  *               EXPUNGE, CLOSE, IDLE, COPY/MOVE
- *   fetch.c     FETCH and STORE, SEARCH's message loading
+ *   fetch.c     FETCH, and SEARCH with its message loading
+ *   flags.c     STORE
  *   notify.c    one inotify instance per process that wakes IDLE sessions
  *   pop3.c      POP3 (RFC 1939) of INBOX only
  *   auth.c      SASL PLAIN, the failed-login slow-down (IMAP and POP3)
@@ -174,7 +175,7 @@ uint32_t mailbox_seq(const struct mailbox *mb, uint32_t uid);
  * error or a sequence number beyond the mailbox. */
 bool mailbox_resolve(struct session *s, const char *set, bool uid, struct seqset *out);
 
-/* fetch.c */
+/* fetch.c, flags.c */
 void cmd_fetch(struct session *s, const struct imap_cmd *c, const struct imap_arg *args, size_t n,
 	       bool uid);
 void cmd_store(struct session *s, const struct imap_cmd *c, const struct imap_arg *args, size_t n,

@@ -344,13 +344,12 @@ def test_idle_woken_by_smtp_delivery(g):
     tag = m._new_tag()
     m.send(tag + b" IDLE\r\n")
     assert m.readline().startswith(b"+")
+    # Woken by the delivery itself: the keep-alive (2 minutes) is far
+    # beyond this read's timeout, so only the notifier can answer in time.
     m.sock.settimeout(10)
-    t0 = time.monotonic()
     threading.Thread(target=deliver, args=(g, "bob@example.test")).start()
     line = m.readline()
-    waited = time.monotonic() - t0
     assert line == b"* 1 EXISTS\r\n", line
-    assert waited < 5, waited
     m.send(b"DONE\r\n")
     while True:
         line = m.readline()
