@@ -15,25 +15,28 @@ PYTHON  ?= /usr/bin/python3
 
 # Debian packages the build, the tests and the demo need.
 DEB_PKGS = gcc make pkg-config libssl-dev libsqlite3-dev libcmocka-dev libcrypt-dev \
-	   libgmime-3.0-dev libunbound-dev dnsmasq-base openssl python3 python3-pytest swaks curl procps isync mutt tmux
+	   libgmime-3.0-dev libunbound-dev libspf2-dev libopendkim-dev libopendmarc-dev \
+	   publicsuffix python3-dkim python3-nacl dnsmasq-base openssl python3 python3-pytest swaks curl procps isync mutt tmux
 
-PKGS     = openssl sqlite3 gmime-3.0
+PKGS     = openssl sqlite3 gmime-3.0 opendkim
 OPTFLAGS ?= -O2
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 CFLAGS_ALL = -std=c17 -D_GNU_SOURCE -g $(OPTFLAGS) -Wall -Wextra -Werror -pthread -I. \
 	     -fno-strict-aliasing $(PKG_CFLAGS) $(SANFLAGS) $(CFLAGS)
-LDLIBS_ALL = $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lssl -lcrypto -lsqlite3 -lgmime-3.0 -lgobject-2.0 -lglib-2.0) \
-	     -lunbound -lcrypt -pthread $(SANFLAGS) $(LDFLAGS)
+LDLIBS_ALL = $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lssl -lcrypto -lsqlite3 -lgmime-3.0 -lgobject-2.0 -lglib-2.0 -lopendkim) \
+	     -lspf2 -lopendmarc -lunbound -lcrypt -pthread $(SANFLAGS) $(LDFLAGS)
 TEST_LIBS  = $(shell pkg-config --libs cmocka 2>/dev/null || echo -lcmocka)
 
 COMMON_SRC  = $(wildcard common/*.c)
 STORE_SRC   = $(wildcard store/*.c)
+RBL_SRC     = $(wildcard rbl/*.c)
 FILTERD_SRC = $(filter-out filterd/main.c,$(wildcard filterd/*.c))
 IMAPD_SRC   = $(filter-out imapd/main.c,$(wildcard imapd/*.c))
 TOOLS_SRC   = $(filter-out tools/mailctl.c,$(wildcard tools/*.c))
 
 LIBCOMMON  = $(O)/libcommon.a
 LIBSTORE   = $(O)/libstore.a
+LIBRBL     = $(O)/librbl.a
 LIBFILTERD = $(O)/libfilterd.a
 LIBIMAPD   = $(O)/libimapd.a
 
@@ -56,12 +59,14 @@ $(LIBCOMMON): $(COMMON_SRC:%.c=$(O)/%.o)
 	$(AR) rcs $@ $^
 $(LIBSTORE): $(STORE_SRC:%.c=$(O)/%.o)
 	$(AR) rcs $@ $^
+$(LIBRBL): $(RBL_SRC:%.c=$(O)/%.o)
+	$(AR) rcs $@ $^
 $(LIBFILTERD): $(FILTERD_SRC:%.c=$(O)/%.o)
 	$(AR) rcs $@ $^
 $(LIBIMAPD): $(IMAPD_SRC:%.c=$(O)/%.o)
 	$(AR) rcs $@ $^
 
-$(BIN)/filterd: $(O)/filterd/main.o $(LIBFILTERD) $(LIBSTORE) $(LIBCOMMON)
+$(BIN)/filterd: $(O)/filterd/main.o $(LIBFILTERD) $(LIBRBL) $(LIBSTORE) $(LIBCOMMON)
 	@mkdir -p $(BIN)
 	$(CC) -o $@ $^ $(LDLIBS_ALL)
 $(BIN)/imapd: $(O)/imapd/main.o $(LIBIMAPD) $(LIBSTORE) $(LIBCOMMON)
@@ -72,7 +77,7 @@ $(BIN)/mailctl: $(O)/tools/mailctl.o $(TOOLS_SRC:%.c=$(O)/%.o) $(LIBSTORE) $(LIB
 	$(CC) -o $@ $^ $(LDLIBS_ALL)
 
 # Unit tests link every library (a test of filterd/ needs libfilterd).
-$(O)/tests/unit/%: $(O)/tests/unit/%.o $(LIBFILTERD) $(LIBIMAPD) $(LIBSTORE) $(LIBCOMMON)
+$(O)/tests/unit/%: $(O)/tests/unit/%.o $(LIBFILTERD) $(LIBIMAPD) $(LIBRBL) $(LIBSTORE) $(LIBCOMMON)
 	$(CC) -o $@ $^ $(TEST_LIBS) $(LDLIBS_ALL)
 
 $(BENCH_BIN): $(O)/tests/bench/smtpbench.o $(LIBCOMMON)

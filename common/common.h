@@ -153,6 +153,22 @@ void strlist_add(struct strlist *l, const char *s);
 bool strlist_contains_ci(const struct strlist *l, const char *s);
 void strlist_free(struct strlist *l);
 
+/* A DNSBL/DNSWL or URI blocklist zone from an "rbl" or "uribl" line:
+ * "zone A.B.C.D[-E.F.G.H]=score ...".  Codes in host byte order. */
+struct rbl_code {
+	uint32_t lo, hi;
+	double score;
+};
+struct rbl_zone {
+	char *zone;
+	struct rbl_code *codes;
+	size_t ncodes;
+};
+struct rbl_list {
+	struct rbl_zone *v;
+	size_t n;
+};
+
 /* The one configuration file shared by every program (DESIGN.md).  Paths
  * are made absolute against the directory of the config file. */
 struct config {
@@ -197,6 +213,19 @@ struct config {
 	/* DNS (common/dns.c) */
 	struct strlist dns_servers;  /* host:port forwarders; empty: resolv.conf */
 	int64_t dns_timeout_ms;
+	/* Checks before the 250 (filterd) */
+	struct rbl_list rbl;         /* client address lists (port 25) */
+	struct rbl_list uribl;       /* lists for domains linked from the body */
+	double rbl_reject_score;     /* RBL total at or above: refused at RCPT */
+	int64_t dns_error_tempfail;  /* 0/1: 451 instead of failing open */
+	int64_t spf_check, dkim_check, dmarc_check; /* 0/1 */
+	double spf_fail_score, spf_softfail_score, spf_permerror_score;
+	double dkim_fail_score, dmarc_fail_score;
+	int64_t dmarc_reject;        /* 0/1: p=reject + fail refused with 550 5.7.1 */
+	int64_t dmarc_quarantine;    /* 0/1: p=quarantine + fail goes to Junk */
+	char *psl_file;              /* public suffix list (organizational domains) */
+	double junk_score;           /* total at or above: Junk */
+	double reject_score;         /* total at or above: 550 5.7.1 at end of DATA */
 };
 
 /* Incremental parser: feed any chunking of the file (also one byte at a
@@ -348,11 +377,14 @@ int dns_type_parse(const char *name);
  * detached thread per connection, connection limits (total and per IP),
  * SIGHUP reload of a reference-counted configuration, privilege drop,
  * and a graceful SIGTERM that wakes sessions waiting for input. */
+struct daemon_ops;
 struct daemon_cfg {
 	int refs;
 	struct config *cfg;
 	SSL_CTX *tls;              /* NULL: no TLS */
 	struct userdb *users;
+	void *app;                 /* the program's per-configuration data */
+	const struct daemon_ops *ops;
 };
 
 /* A live session, for waking it at shutdown. */
@@ -383,11 +415,16 @@ struct daemon_ops {
 	/* After the listeners are bound and privileges dropped, before the
 	 * first accept: 0, or -1 to exit. */
 	int (*ready)(struct daemon *d, const struct config *cfg);
+	/* Optional: what the program builds from each configuration (a
+	 * resolver, checkers), freed with the configuration's last
+	 * reference.  NULL with *error_r refuses the configuration. */
+	void *(*cfg_app_new)(const struct config *cfg, char **error_r);
+	void (*cfg_app_free)(void *app);
 };
 
 /* Load a configuration with its TLS context and users file (a reload
  * builds a new one).  NULL with *error_r. */
-struct daemon_cfg *daemon_cfg_load(const char *path, char **error_r);
+struct daemon_cfg *daemon_cfg_load(const struct daemon_ops *ops, const char *path, char **error_r);
 /* The current configuration, referenced; release with daemon_cfg_put. */
 struct daemon_cfg *daemon_cfg_get(struct daemon *d);
 void daemon_cfg_put(struct daemon_cfg *dc);

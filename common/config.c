@@ -5,6 +5,7 @@
  */
 #include "common/common.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -26,6 +27,8 @@ enum ctype {
 	CT_SCHEME,
 	CT_FACILITY,
 	CT_BOOL,     /* yes/no (also true/false, on/off, 1/0); 1 or 0 internally */
+	CT_SCORE,    /* a decimal number (double), min..max */
+	CT_RBL,      /* list of "zone code[-code]=score ..." (struct rbl_list) */
 };
 
 struct ckey {
@@ -108,6 +111,37 @@ static const struct ckey ckeys[] = {
 	  "DNS servers to forward to, host:port (repeatable); empty: /etc/resolv.conf" },
 	{ "dns_timeout_ms", CT_INT, OFF(dns_timeout_ms), "2000", 10, 600000,
 	  "deadline of one DNS lookup; past it the outcome is a temporary error" },
+	{ "rbl", CT_RBL, OFF(rbl), NULL, 0, 0,
+	  "DNSBL/DNSWL zone for the client address: zone A.B.C.D[-E.F.G.H]=score ... (repeatable; "
+	  "negative scores for allow lists)" },
+	{ "uribl", CT_RBL, OFF(uribl), NULL, 0, 0,
+	  "URI blocklist zone for domains linked from the body, same form as rbl (repeatable)" },
+	{ "rbl_reject_score", CT_SCORE, OFF(rbl_reject_score), "10", -1000, 1000,
+	  "an RBL total at or above this is refused at RCPT (554 5.7.1)" },
+	{ "dns_error_tempfail", CT_BOOL, OFF(dns_error_tempfail), "no", 0, 1,
+	  "yes: a list or SPF/DKIM/DMARC lookup that fails gives 451 (default: fail open)" },
+	{ "spf_check", CT_BOOL, OFF(spf_check), "yes", 0, 1, "verify SPF at MAIL FROM" },
+	{ "dkim_check", CT_BOOL, OFF(dkim_check), "yes", 0, 1, "verify DKIM signatures" },
+	{ "dmarc_check", CT_BOOL, OFF(dmarc_check), "yes", 0, 1, "apply the From domain's DMARC policy" },
+	{ "spf_fail_score", CT_SCORE, OFF(spf_fail_score), "3", -1000, 1000, "score of spf=fail" },
+	{ "spf_softfail_score", CT_SCORE, OFF(spf_softfail_score), "1", -1000, 1000,
+	  "score of spf=softfail" },
+	{ "spf_permerror_score", CT_SCORE, OFF(spf_permerror_score), "0.5", -1000, 1000,
+	  "score of spf=permerror (a broken record)" },
+	{ "dkim_fail_score", CT_SCORE, OFF(dkim_fail_score), "1", -1000, 1000,
+	  "score of a message whose every DKIM signature failed" },
+	{ "dmarc_fail_score", CT_SCORE, OFF(dmarc_fail_score), "3", -1000, 1000,
+	  "score of dmarc=fail (on top of the policy's action)" },
+	{ "dmarc_reject", CT_BOOL, OFF(dmarc_reject), "yes", 0, 1,
+	  "a DMARC fail under p=reject is refused with 550 5.7.1" },
+	{ "dmarc_quarantine", CT_BOOL, OFF(dmarc_quarantine), "yes", 0, 1,
+	  "a DMARC fail under p=quarantine goes to Junk" },
+	{ "psl_file", CT_PATH, OFF(psl_file), "/usr/share/publicsuffix/public_suffix_list.dat", 0, 0,
+	  "the public suffix list, for organizational domains (DMARC); read at start" },
+	{ "junk_score", CT_SCORE, OFF(junk_score), "5", -1000, 1000,
+	  "a total score at or above this goes to Junk" },
+	{ "reject_score", CT_SCORE, OFF(reject_score), "10", -1000, 1000,
+	  "a total score at or above this is refused with 550 5.7.1 at the end of DATA" },
 };
 
 const struct config_keyinfo *config_keys(size_t *n_r)
@@ -282,6 +316,97 @@ static int parse_scaled(const char *v, int64_t *out, bool duration)
 	return 0;
 }
 
+static int parse_score(const char *v, double *out)
+{
+	char *end;
+	errno = 0;
+	double d = strtod(v, &end);
+	if (errno || end == v || *end || d != d)
+		return -1;
+	*out = d;
+	return 0;
+}
+
+static int parse_ipv4(const char *s, uint32_t *out)
+{
+	struct in_addr a;
+	if (inet_pton(AF_INET, s, &a) != 1)
+		return -1;
+	*out = ntohl(a.s_addr);
+	return 0;
+}
+
+/* "zone CODE[-CODE]=SCORE ...": every code an IPv4 address in 127/8. */
+static int parse_rbl(struct config_parser *p, const struct ckey *k, char *v, struct rbl_list *l,
+		     char **error_r)
+{
+	char *save = NULL;
+	char *zone = strtok_r(v, " \t", &save);
+	if (zone == NULL)
+		return perr(p, error_r, "%s: expected \"zone code=score ...\"", k->key);
+	if (!host_valid(zone))
+		return perr(p, error_r, "%s: not a valid zone: %s", k->key, log_str(zone));
+	struct rbl_zone z = { .zone = str_lower(xstrdup(zone)) };
+	for (char *tok; (tok = strtok_r(NULL, " \t", &save)) != NULL;) {
+		char *eq = strchr(tok, '=');
+		struct rbl_code c;
+		if (eq == NULL) {
+			free(z.codes);
+			free(z.zone);
+			return perr(p, error_r, "%s: %s: expected code=score or low-high=score", k->key,
+				    log_str(tok));
+		}
+		*eq = '\0';
+		char *dash = strchr(tok, '-');
+		if (dash)
+			*dash = '\0';
+		bool ok = parse_ipv4(tok, &c.lo) == 0 && (dash == NULL || parse_ipv4(dash + 1, &c.hi) == 0);
+		if (ok && dash == NULL)
+			c.hi = c.lo;
+		ok = ok && c.lo <= c.hi && (c.lo >> 24) == 127 && (c.hi >> 24) == 127;
+		if (ok && parse_score(eq + 1, &c.score) < 0) {
+			free(z.codes);
+			free(z.zone);
+			return perr(p, error_r, "%s: %s: not a score: %s", k->key, log_str(zone),
+				    log_str(eq + 1));
+		}
+		if (!ok) {
+			free(z.codes);
+			free(z.zone);
+			return perr(p, error_r, "%s: %s: return codes must be 127.x.y.z or a range of them",
+				    k->key, log_str(zone));
+		}
+		z.codes = xrealloc(z.codes, (z.ncodes + 1) * sizeof(*z.codes));
+		z.codes[z.ncodes++] = c;
+	}
+	if (z.ncodes == 0) {
+		free(z.zone);
+		return perr(p, error_r, "%s: %s: no return codes (e.g. 127.0.0.2=5)", k->key,
+			    log_str(zone));
+	}
+	for (size_t i = 0; i < l->n; i++) {
+		if (strcmp(l->v[i].zone, z.zone) == 0) {
+			free(z.codes);
+			free(z.zone);
+			return perr(p, error_r, "%s: zone %s is listed twice", k->key, log_str(zone));
+		}
+	}
+	l->v = xrealloc(l->v, (l->n + 1) * sizeof(*l->v));
+	l->v[l->n++] = z;
+	return 0;
+}
+
+static void rbl_list_free(struct rbl_list *l)
+{
+	for (size_t i = 0; i < l->n; i++) {
+		free(l->v[i].zone);
+		free(l->v[i].codes);
+	}
+	free(l->v);
+	l->v = NULL;
+	l->n = 0;
+}
+
 static char *make_path(struct config_parser *p, const char *v)
 {
 	if (v[0] == '/' || v[0] == '\0')
@@ -298,6 +423,7 @@ static int set_value(struct config_parser *p, const struct ckey *k, char *v, cha
 	int64_t *ip = field;
 	struct strlist *lp = field;
 	int64_t x;
+	double d;
 	enum log_level lvl;
 
 	switch (k->type) {
@@ -355,6 +481,15 @@ static int set_value(struct config_parser *p, const struct ckey *k, char *v, cha
 			strlist_add(lp, tok);
 		}
 		return 0;
+	case CT_SCORE:
+		if (parse_score(v, &d) < 0)
+			return perr(p, error_r, "%s: not a number: %s", k->key, log_str(v));
+		if (d < (double)k->min || d > (double)k->max)
+			return perr(p, error_r, "%s: %s is out of range", k->key, log_str(v));
+		*(double *)field = d;
+		return 0;
+	case CT_RBL:
+		return parse_rbl(p, k, v, field, error_r);
 	case CT_INT:
 		if (parse_int(v, &x) < 0)
 			return perr(p, error_r, "%s: not a number: %s", k->key, log_str(v));
@@ -424,7 +559,8 @@ static int parse_line(struct config_parser *p, char *line, char **error_r)
 	for (size_t i = 0; i < ARRAY_SIZE(ckeys); i++) {
 		if (strcmp(ckeys[i].key, key) != 0)
 			continue;
-		bool list = ckeys[i].type == CT_DOMAINS || ckeys[i].type == CT_LISTEN;
+		bool list = ckeys[i].type == CT_DOMAINS || ckeys[i].type == CT_LISTEN ||
+			    ckeys[i].type == CT_RBL;
 		if (p->seen[i] && !list)
 			return perr(p, error_r, "%s is already set on line %u", key, p->seen[i]);
 		p->seen[i] = p->lineno;
@@ -560,10 +696,14 @@ void config_free(struct config **cp)
 		case CT_LISTEN:
 			strlist_free(field);
 			break;
+		case CT_RBL:
+			rbl_list_free(field);
+			break;
 		case CT_INT:
 		case CT_SIZE:
 		case CT_DURATION:
 		case CT_BOOL:
+		case CT_SCORE:
 			break;
 		default:
 			free(*(char **)field);

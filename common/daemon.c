@@ -56,13 +56,15 @@ static int sig_pipe[2] = { -1, -1 };
 
 static void daemon_cfg_free(struct daemon_cfg *dc)
 {
+	if (dc->app && dc->ops->cfg_app_free)
+		dc->ops->cfg_app_free(dc->app);
 	config_free(&dc->cfg);
 	tls_ctx_free(&dc->tls);
 	userdb_free(&dc->users);
 	free(dc);
 }
 
-struct daemon_cfg *daemon_cfg_load(const char *path, char **error_r)
+struct daemon_cfg *daemon_cfg_load(const struct daemon_ops *ops, const char *path, char **error_r)
 {
 	struct config *cfg = NULL;
 	if (config_load(path, &cfg, error_r) < 0)
@@ -78,6 +80,11 @@ struct daemon_cfg *daemon_cfg_load(const char *path, char **error_r)
 		}
 	}
 	dc->users = userdb_open(cfg->users_file);
+	dc->ops = ops;
+	if (ops->cfg_app_new && (dc->app = ops->cfg_app_new(cfg, error_r)) == NULL) {
+		daemon_cfg_free(dc);
+		return NULL;
+	}
 	return dc;
 }
 
@@ -283,7 +290,7 @@ static bool strlist_equal(const struct strlist *a, const struct strlist *b)
 static void reload(struct daemon *d, const char *path)
 {
 	char *err = NULL;
-	struct daemon_cfg *dc = daemon_cfg_load(path, &err);
+	struct daemon_cfg *dc = daemon_cfg_load(d->ops, path, &err);
 	if (dc == NULL) {
 		log_errx(NULL, "reload failed, keeping the running configuration: %s", err);
 		free(err);
@@ -405,7 +412,7 @@ int daemon_main(const struct daemon_ops *ops, void *app, int argc, char **argv)
 
 	log_open(ops->name, LOG_LVL_INFO, NULL);
 	char *err = NULL;
-	struct daemon_cfg *dc = daemon_cfg_load(path, &err);
+	struct daemon_cfg *dc = daemon_cfg_load(ops, path, &err);
 	if (dc == NULL)
 		log_fatalx(NULL, "%s", err);
 	if (test_only) {

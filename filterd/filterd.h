@@ -6,6 +6,7 @@
 #define FILTERD_H
 
 #include "common/common.h"
+#include "rbl/rbl.h"
 #include "store/store.h"
 
 /* ---------------------------------------------------------- smtp_parse.c */
@@ -106,6 +107,8 @@ void spool_reset(struct spool *sp);
 int spool_write(struct spool *sp, const char *p, size_t n);
 /* Copy the whole spool into a store tmp file. */
 int spool_copy_to(struct spool *sp, struct store_tmp *tmp, char **error_r);
+/* Append the first max octets (or fewer) of the spool to out: 0 or -1. */
+int spool_read_head(struct spool *sp, struct buf *out, size_t max);
 
 /* --------------------------------------------------------------- deliver.c */
 
@@ -132,6 +135,224 @@ struct delivery {
  * folder.  All or nothing: on failure, copies already made are expunged.
  * 0, or -1 with *error_r. */
 int deliver_message(struct storepool *pool, const struct delivery *dv, char **error_r);
+
+/* ------------------------------------------------------- sender checks */
+
+/* Results in RFC 8601 section 2.7 terms. */
+enum auth_res { AR_NONE, AR_PASS, AR_FAIL, AR_SOFTFAIL, AR_NEUTRAL, AR_TEMPERROR, AR_PERMERROR };
+const char *auth_res_name(enum auth_res r); /* "none", "pass", ... */
+
+/* ----------------------------------------------------------------- spf.c */
+
+/* RFC 7208 with libspf2, every lookup through our DNS layer (a custom
+ * SPF_dns_server_t), with our own budget of 10 DNS-querying terms and 2
+ * void lookups per check (section 4.6.4): past it, permerror.  One
+ * verifier per configuration, shared by every session thread. */
+struct spf_verifier;
+struct spf_verifier *spf_verifier_new(struct dns *dns, const char *hostname, char **error_r);
+void spf_verifier_free(struct spf_verifier **v);
+
+struct spf_result {
+	enum auth_res res;
+	bool helo_identity;           /* checked the HELO name (null reverse path) */
+	char domain[256];             /* the domain checked */
+	char sender[SMTP_PATH_MAX + 1]; /* for smtp.mailfrom / smtp.helo */
+	char reason[200];             /* why, for logs and header comments ("" if none) */
+	unsigned lookups, void_lookups;
+};
+/* check_host() for the client ip (text, v4 or v6) with the MAIL FROM
+ * address (without brackets; "" for <>, then the HELO name is checked,
+ * RFC 7208 section 2.3).  Inputs are validated first (libspf2 aborts the
+ * process on some bad input): an unusable identity gives none. */
+void spf_verify(struct spf_verifier *v, const char *ip, const char *helo, const char *mail_from,
+		struct spf_result *r);
+
+/* ---------------------------------------------------------------- dkim.c */
+
+/* DKIM verification (RFC 6376) with libopendkim, fed while the message
+ * streams in; key records fetched through our DNS layer, the lookups
+ * started at the end of the header section. */
+int dkimv_init(char **error_r); /* once per process, before any thread */
+
+struct dkim_sig_result {
+	enum auth_res res;            /* pass, fail, neutral, temperror, permerror */
+	char domain[256];             /* d= */
+	char selector[128];           /* s= */
+	char b[16];                   /* the first 8+ characters of b= (header.b) */
+	char algo[24];                /* "rsa-sha256", "ed25519-sha256" */
+	unsigned keybits;
+	char reason[128];             /* "" on pass */
+};
+struct dkim_results {
+	struct dkim_sig_result *v;
+	size_t n;
+};
+void dkim_results_free(struct dkim_results *r);
+
+struct dkimv;
+struct dkimv *dkimv_new(struct dns *dns, const char *qid);
+void dkimv_free(struct dkimv **v);
+/* One header field "Name: value" as received, LF line ends for folds,
+ * without the final line end. */
+void dkimv_header(struct dkimv *v, const char *field, size_t len);
+void dkimv_eoh(struct dkimv *v);
+/* Body text with LF line ends, any chunking. */
+void dkimv_body(struct dkimv *v, const char *p, size_t n);
+/* Judge every signature; none: r->n == 0. */
+void dkimv_eom(struct dkimv *v, struct dkim_results *r);
+
+/* --------------------------------------------------------------- dmarc.c */
+
+/* DMARC (RFC 7489): the record fetched through our DNS layer (falling back
+ * to the organizational domain), parsed by libopendmarc; alignment and the
+ * p/sp/pct decision are ours (libopendmarc 1.4.2's strict alignment is
+ * broken). */
+int dmarc_init(const char *psl_file, char **error_r); /* once per process */
+/* The organizational domain of domain (RFC 7489 section 3.2), lower case. */
+void dmarc_org_domain(const char *domain, char *out, size_t size);
+/* Identifier alignment (section 3.1): strict = equal, relaxed = equal
+ * organizational domains; case-insensitive. */
+bool dmarc_aligned(const char *from_domain, const char *other, bool strict);
+
+enum dmarc_action { DMARC_ACT_NONE, DMARC_ACT_QUARANTINE, DMARC_ACT_REJECT };
+struct dmarc_result {
+	enum auth_res res;            /* none (no record), pass, fail, temperror, permerror */
+	char from_domain[256];
+	char policy[12];              /* the policy that applies: none/quarantine/reject; "" */
+	enum dmarc_action action;     /* what the policy asks for this message */
+	bool sampled_out;             /* pct= let this fail through at a lower policy */
+	bool spf_aligned, dkim_aligned;
+	char reason[160];
+};
+/* The RFC 5322.From domain of the From fields of a message (the values
+ * as received: a decoded display name could hide '<' or '@').  0, or -1
+ * with *why when there is none, or several domains. */
+int dmarc_from_domain(const char *const *from_values, size_t n, char *out, size_t size,
+		      const char **why);
+void dmarc_verify(struct dns *dns, const char *from_domain, const struct spf_result *spf,
+		  const struct dkim_results *dkim, struct dmarc_result *r);
+/* dmarc_verify's steps without DNS (for the unit tests): which of a
+ * name's TXT records is the DMARC record (the count of candidates; one
+ * is usable), and the decision from a record (org_domain non-NULL when it
+ * was found there; sample in 0..99 against pct=). */
+size_t dmarc_select_record(char *const *txt, size_t n, const char **record_r);
+void dmarc_apply_record(const char *record, const char *from_domain, const char *org_domain,
+			const struct spf_result *spf, const struct dkim_results *dkim, unsigned sample,
+			struct dmarc_result *r);
+
+/* ------------------------------------------------------------ msgcheck.c */
+
+/* A message as it streams in: header fields in memory, body to the spool,
+ * both to DKIM. */
+#define MSG_HEADER_MAX (1024 * 1024)
+struct checks;
+struct msgcheck {
+	bool active;
+	const struct config *cfg;
+	struct checks *ck;
+	struct spool *spool;
+	struct buf hdr;               /* the header fields as received, LF */
+	size_t line_start;            /* of the line being read */
+	size_t *fields;               /* offsets of each field in hdr */
+	size_t nfields;
+	size_t hdr_end;
+	bool in_body;
+	bool too_big;                 /* header section over MSG_HEADER_MAX */
+	struct dkimv *dkim;
+};
+void msgcheck_begin(struct msgcheck *m, const struct config *cfg, struct checks *ck, const char *qid,
+		    struct spool *sp);
+void msgcheck_reset(struct msgcheck *m);
+/* Decoded DATA/BDAT text (LF line ends), any chunking. */
+void msgcheck_feed(struct msgcheck *m, const char *p, size_t n);
+/* The text is complete. */
+void msgcheck_end(struct msgcheck *m);
+/* Field i: its name, and the value after the colon (folds kept). */
+struct slice msgcheck_field(const struct msgcheck *m, size_t i, struct slice *name);
+/* Fields a sender must not set (our authserv-id's A-R, X-Spam-*). */
+bool msgcheck_field_removed(const struct msgcheck *m, size_t i);
+/* The header fields to deliver (without the removed ones). */
+void msgcheck_header_out(const struct msgcheck *m, struct buf *out);
+/* The values of every From field, NULL-terminated; free each and *v. */
+size_t msgcheck_from_values(const struct msgcheck *m, char ***v);
+
+/* -------------------------------------------------------------- checks.c */
+
+/* What the checks need per configuration (daemon_ops.cfg_app_new). */
+struct checks {
+	struct dns *dns;              /* NULL: no check needs DNS */
+	struct spf_verifier *spf;     /* NULL: spf_check = no */
+};
+void *checks_new(const struct config *cfg, char **error_r);
+void checks_free(void *ck);
+
+/* What a transaction learnt before its end (SMTP state). */
+struct tx_info {
+	const char *qid, *ip, *helo, *mail_from;
+	const struct spf_result *spf; /* NULL: not checked */
+	const struct rbl_result *rbl; /* NULL: no lists */
+};
+enum verdict_action { V_INBOX, V_JUNK, V_REJECT, V_TEMPFAIL };
+struct verdict {
+	enum verdict_action action;
+	double score;
+	char reply[512];              /* for V_REJECT and V_TEMPFAIL */
+	struct buf tests;             /* "SPF_FAIL,DMARC_FAIL" */
+	struct buf log;               /* " spf=... dkim=... dmarc=... rbl=... score=..." */
+	struct buf headers;           /* Authentication-Results, X-Spam-*, X-RBL-Status */
+	struct dkim_results dkim;
+	struct dmarc_result dmarc;
+	struct rbl_result uribl;
+};
+/* DKIM, DMARC, URI lists and the score at the end of the text. */
+void checks_verdict(struct msgcheck *m, const struct tx_info *tx, struct verdict *v);
+void verdict_free(struct verdict *v);
+
+/* ------------------------------------------------------- smtp.c, smtp_msg.c */
+
+/* The state of one SMTP session. */
+struct session {
+	struct server *srv;
+	struct daemon_cfg *sc;
+	const struct config *cfg;
+	struct conn *conn;
+	struct daemon_link link;
+	char sid[ID_SIZE];
+	char ip[64];
+	struct linereader lr;
+	char helo[256];
+	bool have_helo, esmtp, quit;
+	int64_t errors, junk, commands;
+	struct checks *ck;
+	int64_t connect_ms;
+	struct rbl_check *rblq;   /* client lists asked at connect */
+	struct rbl_result rbl;    /* their answers, collected by RCPT */
+	bool rbl_done;
+
+	/* The transaction, from MAIL to the end of DATA/BDAT LAST. */
+	bool in_tx, smtputf8, bdat_started, bdat_failed;
+	char qid[ID_SIZE];
+	struct smtp_path from;
+	char **rcpts;
+	size_t nrcpts;
+	int64_t tx_start;
+	struct smtp_data data;
+	struct spool spool;
+	struct msgcheck mc;
+	struct spf_result spf;
+	bool spf_done;
+	char *out; /* decoder output, RBUF_MAX + 2 */
+};
+
+void smtp_reply(struct session *s, const char *fmt, ...) PRINTFLIKE(2, 3);
+void smtp_tx_reset(struct session *s);
+/* "ESMTPS" and the like (RFC 3848), for Received. */
+const char *smtp_protocol_name(const struct session *s);
+/* The transaction's log line, with the checks' fields (or ""). */
+void smtp_log_tx(struct session *s, const char *action, const char *reply_text, const char *checks);
+void smtp_log_tx_plain(struct session *s, const char *action, const char *reply_text);
+void smtp_cmd_data(struct session *s, struct slice args);
+void smtp_cmd_bdat(struct session *s, struct slice args);
 
 /* ------------------------------------------------------------------ smtp.c */
 

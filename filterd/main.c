@@ -84,6 +84,8 @@ static const struct daemon_ops filterd_ops = {
 	.refuse = refuse,
 	.session = session,
 	.ready = ready,
+	.cfg_app_new = checks_new,
+	.cfg_app_free = checks_free,
 };
 
 int main(int argc, char **argv)

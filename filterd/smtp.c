@@ -16,38 +16,12 @@
 #include <unistd.h>
 
 #define RBUF_MAX (64 * 1024)
-#define DATA_OVERRUN_MAX (1024 * 1024) /* read past max_message_size before closing */
 #define JUNK_COMMANDS_FREE 100 /* NOOP, RSET, VRFY, HELP beyond this count as errors */
 
-struct session {
-	struct server *srv;
-	struct daemon_cfg *sc;
-	const struct config *cfg;
-	struct conn *conn;
-	struct daemon_link link;
-	char sid[ID_SIZE];
-	char ip[64];
-	struct linereader lr;
-	char helo[256];
-	bool have_helo, esmtp, quit;
-	int64_t errors, junk, commands;
-
-	/* The transaction, from MAIL to the end of DATA/BDAT LAST. */
-	bool in_tx, smtputf8, bdat_started, bdat_failed;
-	char qid[ID_SIZE];
-	struct smtp_path from;
-	char **rcpts;
-	size_t nrcpts;
-	int64_t tx_start;
-	struct smtp_data data;
-	struct spool spool;
-	char *out; /* decoder output, RBUF_MAX + 2 */
-};
 
 /* ---------------------------------------------------------------- replies */
 
-static void reply(struct session *s, const char *fmt, ...) PRINTFLIKE(2, 3);
-static void reply(struct session *s, const char *fmt, ...)
+void smtp_reply(struct session *s, const char *fmt, ...)
 {
 	char line[512];
 	va_list ap;
@@ -65,7 +39,7 @@ static void reply(struct session *s, const char *fmt, ...)
 	log_debug(s->sid, "> %s", log_str(line));
 }
 
-static void tx_reset(struct session *s)
+void smtp_tx_reset(struct session *s)
 {
 	for (size_t i = 0; i < s->nrcpts; i++)
 		free(s->rcpts[i]);
@@ -76,9 +50,22 @@ static void tx_reset(struct session *s)
 	s->qid[0] = '\0';
 	memset(&s->from, 0, sizeof(s->from));
 	spool_reset(&s->spool);
+	msgcheck_reset(&s->mc);
+	s->spf_done = false;
 }
 
 /* --------------------------------------------------------- helpers */
+
+const char *smtp_protocol_name(const struct session *s)
+{
+	bool tls = conn_is_tls(s->conn);
+	if (s->smtputf8)
+		return tls ? "UTF8SMTPS" : "UTF8SMTP"; /* RFC 6531 section 3.7.3 */
+	if (!s->esmtp)
+		return "SMTP";
+	return tls ? "ESMTPS" : "ESMTP"; /* RFC 3848 */
+}
+
 
 static void sanitize_helo(const char *in, size_t len, char *out, size_t size)
 {
@@ -92,150 +79,31 @@ static void sanitize_helo(const char *in, size_t len, char *out, size_t size)
 	out[o] = '\0';
 }
 
-static const char *protocol_name(const struct session *s)
-{
-	bool tls = conn_is_tls(s->conn);
-	if (s->smtputf8)
-		return tls ? "UTF8SMTPS" : "UTF8SMTP"; /* RFC 6531 section 3.7.3 */
-	if (!s->esmtp)
-		return "SMTP";
-	return tls ? "ESMTPS" : "ESMTP"; /* RFC 3848 */
-}
-
-/* Return-Path and Received (RFC 5321 section 4.4), LF line ends. */
-static void trace_headers(struct session *s, struct buf *h, int64_t now)
-{
-	char date[64];
-	date_rfc5322(now, date, sizeof(date));
-	buf_printf(h, "Return-Path: <%s>\n", s->from.addr);
-	buf_printf(h, "Received: from %s ([%s])\n\tby %s (filterd) with %s id %s", s->helo, s->ip,
-		   s->cfg->hostname, protocol_name(s), s->qid);
-	if (conn_is_tls(s->conn))
-		buf_printf(h, "\n\t(using %s with cipher %s)", conn_tls_version(s->conn),
-			   conn_tls_cipher(s->conn));
-	if (s->nrcpts == 1) /* naming one recipient of many would leak the others */
-		buf_printf(h, "\n\tfor <%s>", s->rcpts[0]);
-	buf_printf(h, "; %s\n", date);
-}
-
-static void log_transaction(struct session *s, const char *action, const char *reply_text)
+void smtp_log_tx(struct session *s, const char *action, const char *reply_text,
+				   const char *checks)
 {
 	struct buf to;
 	buf_init(&to, 64 * 1024);
 	for (size_t i = 0; i < s->nrcpts; i++)
 		buf_printf(&to, "%s<%s>", i ? "," : "", log_str(s->rcpts[i]));
 	log_info(s->qid,
-		 "client=%s helo=%s from=<%s> to=%s size=%llu nrcpt=%zu proto=%s%s%s action=%s "
+		 "client=%s helo=%s from=<%s> to=%s size=%llu nrcpt=%zu proto=%s%s%s%s action=%s "
 		 "reply=\"%s\" ms=%lld",
 		 s->ip, log_str(s->helo), log_str(s->from.addr), to.data ? to.data : "",
-		 (unsigned long long)s->data.raw_bytes, s->nrcpts, protocol_name(s),
+		 (unsigned long long)s->data.raw_bytes, s->nrcpts, smtp_protocol_name(s),
 		 conn_is_tls(s->conn) ? " tls=" : "", conn_is_tls(s->conn) ? conn_tls_version(s->conn) : "",
-		 action, log_str(reply_text), (long long)(clock_mono_ms() - s->tx_start));
+		 checks, action, log_str(reply_text), (long long)(clock_mono_ms() - s->tx_start));
 	buf_free(&to);
+}
+
+void smtp_log_tx_plain(struct session *s, const char *action, const char *reply_text)
+{
+	smtp_log_tx(s, action, reply_text, "");
 }
 
 /* 552 for a message over max_message_size, logged as the transaction's
  * end; with close, also 421 and the end of the session (RFC 1870 section 6
  * lets us close rather than read on). */
-static void reject_too_big(struct session *s, bool close)
-{
-	char text[160];
-	snprintf(text, sizeof(text), "552 5.3.4 Error: message exceeds the size limit of %lld octets",
-		 (long long)s->cfg->max_message_size);
-	reply(s, "%s", text);
-	log_transaction(s, "reject", text);
-	if (close) {
-		reply(s, "421 4.3.4 %s Error: closing", s->cfg->hostname);
-		s->quit = true;
-	}
-}
-
-/* The end of DATA or BDAT LAST: check limits, deliver, answer. */
-static void finish_message(struct session *s)
-{
-	char text[256];
-	if (s->data.line_too_long) {
-		snprintf(text, sizeof(text), "554 5.6.0 Error: message has a line longer than %lld octets",
-			 (long long)s->cfg->max_line_length);
-		reply(s, "%s", text);
-		log_transaction(s, "reject", text);
-	} else if (s->data.raw_bytes > (uint64_t)s->cfg->max_message_size) {
-		reject_too_big(s, false);
-	} else if (s->spool.failed) {
-		errno = s->spool.error;
-		log_err(s->qid, "cannot spool the message");
-		snprintf(text, sizeof(text), "452 4.3.1 Error: insufficient system storage");
-		reply(s, "%s", text);
-		log_transaction(s, "tempfail", text);
-	} else {
-		struct buf headers;
-		buf_init(&headers, 64 * 1024);
-		int64_t now = clock_real_us() / 1000000;
-		trace_headers(s, &headers, now);
-		struct delivery dv = {
-			.qid = s->qid,
-			.rcpts = (const char *const *)s->rcpts,
-			.nrcpts = s->nrcpts,
-			.folder = STORE_INBOX,
-			.headers = &headers,
-			.spool = &s->spool,
-			.meta = { .internaldate = now, .flags = 0, .verdict = "inbox", .score = 0.0 },
-		};
-		char *err = NULL;
-		if (deliver_message(s->srv->stores, &dv, &err) < 0) {
-			log_errx(s->qid, "delivery failed: %s", err);
-			free(err);
-			snprintf(text, sizeof(text),
-				 "451 4.3.0 Error: local delivery failed, try again later (%s)", s->qid);
-			reply(s, "%s", text);
-			log_transaction(s, "tempfail", text);
-		} else {
-			snprintf(text, sizeof(text), "250 2.0.0 Ok: queued as %s", s->qid);
-			reply(s, "%s", text);
-			log_transaction(s, "deliver folder=INBOX", text);
-		}
-		buf_free(&headers);
-	}
-	tx_reset(s);
-}
-
-/* Wait for more input in the data phase.  false: the session is over. */
-static bool data_fill(struct session *s)
-{
-	/* Each read waits smtp_data_timeout, and the whole text must arrive
-	 * within smtp_data_deadline of MAIL: a byte every few minutes cannot
-	 * hold a session for ever. */
-	int64_t left = s->in_tx ? s->tx_start + s->cfg->smtp_data_deadline_ms - clock_mono_ms()
-				: s->cfg->smtp_data_timeout_ms; /* BDAT octets we discard */
-	int64_t wait = left < s->cfg->smtp_data_timeout_ms ? left : s->cfg->smtp_data_timeout_ms;
-	/* Never block on the client with replies unsent (RFC 2920 section 3.1):
-	 * it may wait for them before sending the octets we wait for. */
-	if (conn_flush(s->conn, (int)s->cfg->smtp_timeout_ms) != CONN_OK) {
-		s->quit = true;
-		return false;
-	}
-	enum conn_status st = wait > 0 ? conn_fill(s->conn, (int)wait) : CONN_TIMEOUT;
-	if (st == CONN_OK)
-		return true;
-	if (st == CONN_TIMEOUT) {
-		reply(s, "421 4.4.2 %s Error: timeout exceeded", s->cfg->hostname);
-		conn_flush(s->conn, 1000);
-	}
-	log_info(s->in_tx ? s->qid : s->sid, "lost connection after %s from %s: %s (%llu octets received)",
-		 s->bdat_started ? "BDAT" : "DATA", s->ip,
-		 st == CONN_TIMEOUT ? "timeout" : st == CONN_EOF ? "disconnected" : "error",
-		 (unsigned long long)s->data.raw_bytes);
-	s->quit = true;
-	return false;
-}
-
-static void spool_out(struct session *s, size_t outlen)
-{
-	/* Past the size limit we keep reading to the end but store nothing. */
-	if (outlen && s->spool.size + outlen <= (uint64_t)s->cfg->max_message_size + 2)
-		spool_write(&s->spool, s->out, outlen);
-}
-
 /* ------------------------------------------------------------- commands */
 
 static void cmd_ehlo(struct session *s, struct slice args, bool ehlo)
@@ -244,26 +112,26 @@ static void cmd_ehlo(struct session *s, struct slice args, bool ehlo)
 	while (n < args.len && args.p[n] != ' ')
 		n++;
 	if (n == 0) {
-		reply(s, "501 5.5.4 Syntax: %s hostname", ehlo ? "EHLO" : "HELO");
+		smtp_reply(s, "501 5.5.4 Syntax: %s hostname", ehlo ? "EHLO" : "HELO");
 		return;
 	}
-	tx_reset(s); /* RFC 5321 section 4.1.4: like RSET */
+	smtp_tx_reset(s); /* RFC 5321 section 4.1.4: like RSET */
 	sanitize_helo(args.p, n, s->helo, sizeof(s->helo));
 	s->have_helo = true;
 	s->esmtp = ehlo;
 	if (!ehlo) {
-		reply(s, "250 %s", s->cfg->hostname);
+		smtp_reply(s, "250 %s", s->cfg->hostname);
 		return;
 	}
-	reply(s, "250-%s", s->cfg->hostname);
-	reply(s, "250-PIPELINING");
-	reply(s, "250-SIZE %lld", (long long)s->cfg->max_message_size);
+	smtp_reply(s, "250-%s", s->cfg->hostname);
+	smtp_reply(s, "250-PIPELINING");
+	smtp_reply(s, "250-SIZE %lld", (long long)s->cfg->max_message_size);
 	if (s->sc->tls && !conn_is_tls(s->conn))
-		reply(s, "250-STARTTLS");
-	reply(s, "250-8BITMIME");
-	reply(s, "250-SMTPUTF8");
-	reply(s, "250-CHUNKING");
-	reply(s, "250 ENHANCEDSTATUSCODES");
+		smtp_reply(s, "250-STARTTLS");
+	smtp_reply(s, "250-8BITMIME");
+	smtp_reply(s, "250-SMTPUTF8");
+	smtp_reply(s, "250-CHUNKING");
+	smtp_reply(s, "250 ENHANCEDSTATUSCODES");
 }
 
 static void cmd_mail(struct session *s, struct slice args)
@@ -272,27 +140,27 @@ static void cmd_mail(struct session *s, struct slice args)
 	const char *err;
 
 	if (!s->have_helo) {
-		reply(s, "503 5.5.1 Error: send HELO/EHLO first");
+		smtp_reply(s, "503 5.5.1 Error: send HELO/EHLO first");
 		return;
 	}
 	if (s->in_tx) {
-		reply(s, "503 5.5.1 Error: nested MAIL command");
+		smtp_reply(s, "503 5.5.1 Error: nested MAIL command");
 		return;
 	}
 	struct smtp_path from;
 	if (smtp_path_parse(args, "FROM", &from, &params, &err) < 0) {
-		reply(s, "501 5.1.7 Bad sender address syntax: %s", err);
+		smtp_reply(s, "501 5.1.7 Bad sender address syntax: %s", err);
 		return;
 	}
 	if (from.no_domain) {
-		reply(s, "501 5.1.7 Bad sender address syntax: a domain is required");
+		smtp_reply(s, "501 5.1.7 Bad sender address syntax: a domain is required");
 		return;
 	}
 	bool utf8 = false;
 	int r;
 	while ((r = smtp_param_next(&params, &key, &val)) == 1) {
 		if (!s->esmtp) {
-			reply(s, "555 5.5.4 Error: parameters need EHLO");
+			smtp_reply(s, "555 5.5.4 Error: parameters need EHLO");
 			return;
 		}
 		if (slice_ieq(key, "SIZE")) {
@@ -303,32 +171,32 @@ static void cmd_mail(struct session *s, struct slice args)
 				size = size * 10 + (uint64_t)(val.p[i] - '0');
 			}
 			if (!ok) {
-				reply(s, "501 5.5.4 Syntax: SIZE=octets");
+				smtp_reply(s, "501 5.5.4 Syntax: SIZE=octets");
 				return;
 			}
 			if (size > (uint64_t)s->cfg->max_message_size) {
-				reply(s, "552 5.3.4 Error: message size exceeds the limit of %lld octets",
+				smtp_reply(s, "552 5.3.4 Error: message size exceeds the limit of %lld octets",
 				      (long long)s->cfg->max_message_size);
 				return;
 			}
 		} else if (slice_ieq(key, "BODY")) {
 			if (!slice_ieq(val, "7BIT") && !slice_ieq(val, "8BITMIME")) {
-				reply(s, "555 5.5.4 Error: BODY must be 7BIT or 8BITMIME");
+				smtp_reply(s, "555 5.5.4 Error: BODY must be 7BIT or 8BITMIME");
 				return;
 			}
 		} else if (slice_ieq(key, "SMTPUTF8") && val.len == 0) {
 			utf8 = true;
 		} else {
-			reply(s, "555 5.5.4 Error: unsupported parameter %s", log_strn(key.p, key.len));
+			smtp_reply(s, "555 5.5.4 Error: unsupported parameter %s", log_strn(key.p, key.len));
 			return;
 		}
 	}
 	if (r < 0) {
-		reply(s, "501 5.5.4 Syntax error in parameters");
+		smtp_reply(s, "501 5.5.4 Syntax error in parameters");
 		return;
 	}
 	if (from.utf8 && !utf8) {
-		reply(s, "553 5.6.7 Error: non-ASCII address without SMTPUTF8");
+		smtp_reply(s, "553 5.6.7 Error: non-ASCII address without SMTPUTF8");
 		return;
 	}
 	s->from = from;
@@ -336,8 +204,13 @@ static void cmd_mail(struct session *s, struct slice args)
 	s->in_tx = true;
 	s->tx_start = clock_mono_ms();
 	id_generate(s->qid);
+	if (s->ck && s->ck->spf) {
+		/* RFC 7208 section 2.4: at MAIL FROM; the HELO name for <>. */
+		spf_verify(s->ck->spf, s->ip, s->helo, from.addr, &s->spf);
+		s->spf_done = true;
+	}
 	smtp_data_init(&s->data, (size_t)s->cfg->max_line_length, false);
-	reply(s, "250 2.1.0 Ok");
+	smtp_reply(s, "250 2.1.0 Ok");
 }
 
 static void reject_rcpt(struct session *s, const char *to, const char *fmt, ...) PRINTFLIKE(3, 4);
@@ -348,7 +221,7 @@ static void reject_rcpt(struct session *s, const char *to, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(text, sizeof(text), fmt, ap);
 	va_end(ap);
-	reply(s, "%s", text);
+	smtp_reply(s, "%s", text);
 	log_info(s->qid, "reject: RCPT from %s: %s; from=<%s> to=<%s> helo=%s", s->ip, log_str(text),
 		 log_str(s->from.addr), log_str(to), log_str(s->helo));
 }
@@ -361,26 +234,26 @@ static void cmd_rcpt(struct session *s, struct slice args)
 	char addr[SMTP_PATH_MAX + 64];
 
 	if (!s->in_tx) {
-		reply(s, "503 5.5.1 Error: need MAIL command");
+		smtp_reply(s, "503 5.5.1 Error: need MAIL command");
 		return;
 	}
 	if (smtp_path_parse(args, "TO", &to, &params, &err) < 0 || to.null) {
-		reply(s, "501 5.1.3 Bad recipient address syntax%s%s", to.null ? "" : ": ",
+		smtp_reply(s, "501 5.1.3 Bad recipient address syntax%s%s", to.null ? "" : ": ",
 		      to.null ? "" : err);
 		return;
 	}
 	if (smtp_param_next(&params, &key, &val) != 0) {
-		reply(s, "555 5.5.4 Error: unsupported RCPT parameter");
+		smtp_reply(s, "555 5.5.4 Error: unsupported RCPT parameter");
 		return;
 	}
 	if (to.utf8 && !s->smtputf8) {
-		reply(s, "553 5.6.7 Error: non-ASCII address without SMTPUTF8");
+		smtp_reply(s, "553 5.6.7 Error: non-ASCII address without SMTPUTF8");
 		return;
 	}
 	if (to.no_domain) {
 		/* RFC 5321 section 4.5.1: <postmaster> without a domain. */
 		if (!str_ieq(to.addr, "postmaster")) {
-			reply(s, "501 5.1.3 Bad recipient address syntax: a domain is required");
+			smtp_reply(s, "501 5.1.3 Bad recipient address syntax: a domain is required");
 			return;
 		}
 		snprintf(addr, sizeof(addr), "postmaster@%s", s->cfg->local_domains.v[0]);
@@ -388,12 +261,27 @@ static void cmd_rcpt(struct session *s, struct slice args)
 		str_copy(addr, to.addr, sizeof(addr));
 	}
 	if (s->nrcpts >= (size_t)s->cfg->max_recipients) {
-		reply(s, "452 4.5.3 Error: too many recipients");
+		smtp_reply(s, "452 4.5.3 Error: too many recipients");
 		return;
 	}
 	const char *at = strrchr(addr, '@');
 	if (!strlist_contains_ci(&s->cfg->local_domains, at + 1)) {
 		reject_rcpt(s, addr, "550 5.7.1 <%s>: Relay access denied", log_str(addr));
+		return;
+	}
+	if (s->rblq) {
+		/* The lists were asked at connect; by now they have answered,
+		 * or their deadline has passed. */
+		rbl_finish(&s->rblq, s->connect_ms + s->cfg->dns_timeout_ms, &s->rbl);
+		s->rbl_done = true;
+	}
+	if (s->rbl_done && s->rbl.score >= s->cfg->rbl_reject_score) {
+		struct buf rb;
+		buf_init(&rb, 4096);
+		rbl_result_format(&s->rbl, false, &rb);
+		reject_rcpt(s, addr, "554 5.7.1 Service unavailable; client [%s] blocked by %s",
+			    s->ip, rb.data ? rb.data : "DNS lists");
+		buf_free(&rb);
 		return;
 	}
 	char norm[SMTP_PATH_MAX + 64];
@@ -419,162 +307,40 @@ static void cmd_rcpt(struct session *s, struct slice args)
 	}
 	for (size_t i = 0; i < s->nrcpts; i++) {
 		if (strcmp(s->rcpts[i], norm) == 0) { /* one copy per user */
-			reply(s, "250 2.1.5 Ok");
+			smtp_reply(s, "250 2.1.5 Ok");
 			return;
 		}
 	}
 	s->rcpts = xrealloc(s->rcpts, (s->nrcpts + 1) * sizeof(char *));
 	s->rcpts[s->nrcpts++] = xstrdup(norm);
-	reply(s, "250 2.1.5 Ok");
-}
-
-static void cmd_data(struct session *s, struct slice args)
-{
-	if (args.len) {
-		reply(s, "501 5.5.4 Syntax: DATA");
-		return;
-	}
-	if (!s->in_tx) {
-		reply(s, "503 5.5.1 Error: need MAIL command");
-		return;
-	}
-	if (s->nrcpts == 0) {
-		reply(s, "554 5.5.1 Error: no valid recipients");
-		return;
-	}
-	if (s->bdat_started) {
-		reply(s, "503 5.5.1 Error: DATA after BDAT");
-		return;
-	}
-	reply(s, "354 End data with <CR><LF>.<CR><LF>");
-	/* The client waits for 354 before it sends the text (RFC 2920). */
-	if (conn_flush(s->conn, (int)s->cfg->smtp_timeout_ms) != CONN_OK) {
-		s->quit = true;
-		return;
-	}
-	struct buf *in = conn_rbuf(s->conn);
-	for (;;) {
-		if (in->len == 0 && !data_fill(s))
-			return;
-		bool done;
-		size_t outlen;
-		size_t used = smtp_data_feed(&s->data, in->data, in->len, s->out, &outlen, &done);
-		spool_out(s, outlen);
-		buf_consume(in, used);
-		if (done)
-			break;
-		if (s->data.raw_bytes > (uint64_t)s->cfg->max_message_size + DATA_OVERRUN_MAX) {
-			reject_too_big(s, true);
-			return;
-		}
-	}
-	if (s->data.bare_lf)
-		log_info(s->qid, "message from %s has %llu bare LF line ends", s->ip,
-			 (unsigned long long)s->data.bare_lf);
-	finish_message(s);
-}
-
-/* Read and throw away n octets of a BDAT chunk we refuse. */
-static bool bdat_discard(struct session *s, uint64_t n)
-{
-	struct buf *in = conn_rbuf(s->conn);
-	while (n > 0) {
-		if (in->len == 0 && !data_fill(s))
-			return false;
-		size_t k = in->len < n ? in->len : (size_t)n;
-		buf_consume(in, k);
-		n -= k;
-	}
-	return true;
-}
-
-static void cmd_bdat(struct session *s, struct slice args)
-{
-	uint64_t size;
-	bool last;
-	if (smtp_bdat_parse(args, &size, &last) < 0) {
-		/* Without the size the octets that follow cannot be told from
-		 * commands: end the session rather than guess. */
-		reply(s, "501 5.5.4 Syntax: BDAT octets [LAST]");
-		reply(s, "421 4.5.0 %s Error: cannot resynchronise after a bad BDAT, closing",
-		      s->cfg->hostname);
-		s->quit = true;
-		return;
-	}
-	uint64_t max = (uint64_t)s->cfg->max_message_size;
-	if (!s->in_tx || s->nrcpts == 0) {
-		if (size > max) {
-			reply(s, "503 5.5.1 Error: need MAIL and RCPT before BDAT");
-			reply(s, "421 4.5.0 %s Error: closing", s->cfg->hostname);
-			s->quit = true;
-			return;
-		}
-		if (!bdat_discard(s, size))
-			return;
-		if (!s->in_tx)
-			reply(s, "503 5.5.1 Error: need MAIL command");
-		else
-			reply(s, "554 5.5.1 Error: no valid recipients");
-		return;
-	}
-	if (!s->bdat_started) {
-		s->bdat_started = true;
-		smtp_data_init(&s->data, (size_t)s->cfg->max_line_length, true);
-	}
-	if (s->data.raw_bytes + size > max) {
-		/* A chunk bigger than the limit itself is not worth reading. */
-		if (size <= max && !bdat_discard(s, size))
-			return;
-		reject_too_big(s, size > max);
-		tx_reset(s);
-		return;
-	}
-	struct buf *in = conn_rbuf(s->conn);
-	uint64_t left = size;
-	while (left > 0) {
-		if (in->len == 0 && !data_fill(s))
-			return;
-		size_t k = in->len < left ? in->len : (size_t)left;
-		size_t outlen;
-		bool done;
-		smtp_data_feed(&s->data, in->data, k, s->out, &outlen, &done);
-		spool_out(s, outlen);
-		buf_consume(in, k);
-		left -= k;
-	}
-	if (!last) {
-		reply(s, "250 2.0.0 Ok: %llu octets received", (unsigned long long)size);
-		return;
-	}
-	spool_out(s, smtp_data_finish(&s->data, s->out));
-	finish_message(s);
+	smtp_reply(s, "250 2.1.5 Ok");
 }
 
 static void cmd_starttls(struct session *s, struct slice args)
 {
 	const char *err;
 	if (s->sc->tls == NULL) {
-		reply(s, "502 5.5.1 Error: command not implemented");
+		smtp_reply(s, "502 5.5.1 Error: command not implemented");
 		return;
 	}
 	if (conn_is_tls(s->conn)) {
-		reply(s, "503 5.5.1 Error: TLS already active");
+		smtp_reply(s, "503 5.5.1 Error: TLS already active");
 		return;
 	}
 	if (args.len) {
-		reply(s, "501 5.5.4 Syntax: STARTTLS");
+		smtp_reply(s, "501 5.5.4 Syntax: STARTTLS");
 		return;
 	}
 	/* Plaintext pipelined after STARTTLS would be taken as if it came
 	 * through TLS (CVE-2011-0411): refuse it and end the session. */
 	if (conn_input_pending(s->conn)) {
 		log_warnx(s->sid, "client %s pipelined data after STARTTLS", s->ip);
-		reply(s, "421 4.7.0 %s Error: command pipelined after STARTTLS, closing",
+		smtp_reply(s, "421 4.7.0 %s Error: command pipelined after STARTTLS, closing",
 		      s->cfg->hostname);
 		s->quit = true;
 		return;
 	}
-	reply(s, "220 2.0.0 Ready to start TLS");
+	smtp_reply(s, "220 2.0.0 Ready to start TLS");
 	if (conn_flush(s->conn, (int)s->cfg->smtp_timeout_ms) != CONN_OK) {
 		s->quit = true;
 		return;
@@ -586,7 +352,7 @@ static void cmd_starttls(struct session *s, struct slice args)
 	}
 	log_info(s->sid, "STARTTLS from %s: %s", s->ip, conn_tls_info(s->conn));
 	/* RFC 3207 section 4.2: forget everything learnt before TLS. */
-	tx_reset(s);
+	smtp_tx_reset(s);
 	s->have_helo = s->esmtp = false;
 	s->helo[0] = '\0';
 }
@@ -596,37 +362,37 @@ static void cmd_simple(struct session *s, enum smtp_cmd cmd, struct slice args)
 	switch (cmd) {
 	case CMD_RSET:
 		if (args.len) {
-			reply(s, "501 5.5.4 Syntax: RSET");
+			smtp_reply(s, "501 5.5.4 Syntax: RSET");
 			return;
 		}
-		tx_reset(s);
-		reply(s, "250 2.0.0 Ok");
+		smtp_tx_reset(s);
+		smtp_reply(s, "250 2.0.0 Ok");
 		return;
 	case CMD_NOOP:
-		reply(s, "250 2.0.0 Ok");
+		smtp_reply(s, "250 2.0.0 Ok");
 		return;
 	case CMD_QUIT:
-		reply(s, "221 2.0.0 Bye");
+		smtp_reply(s, "221 2.0.0 Bye");
 		s->quit = true;
 		return;
 	case CMD_VRFY:
 		if (args.len == 0)
-			reply(s, "501 5.5.4 Syntax: VRFY address");
+			smtp_reply(s, "501 5.5.4 Syntax: VRFY address");
 		else /* RFC 5321 section 3.5.3: do not confirm addresses */
-			reply(s, "252 2.5.2 Cannot VRFY user, but will accept message and attempt delivery");
+			smtp_reply(s, "252 2.5.2 Cannot VRFY user, but will accept message and attempt delivery");
 		return;
 	case CMD_HELP:
-		reply(s, "214-2.0.0 Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP%s",
+		smtp_reply(s, "214-2.0.0 Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP%s",
 		      s->sc->tls ? " STARTTLS" : "");
-		reply(s, "214 2.0.0 End of HELP");
+		smtp_reply(s, "214 2.0.0 End of HELP");
 		return;
 	case CMD_EXPN:
 	case CMD_AUTH:
 	case CMD_ETRN:
-		reply(s, "502 5.5.1 Error: command not implemented");
+		smtp_reply(s, "502 5.5.1 Error: command not implemented");
 		return;
 	default:
-		reply(s, "500 5.5.2 Error: command not recognized");
+		smtp_reply(s, "500 5.5.2 Error: command not recognized");
 		return;
 	}
 }
@@ -635,13 +401,13 @@ static void dispatch(struct session *s, struct slice line)
 {
 	struct slice args;
 	if (memchr(line.p, '\0', line.len)) {
-		reply(s, "500 5.5.2 Error: NUL octet in command");
+		smtp_reply(s, "500 5.5.2 Error: NUL octet in command");
 		return;
 	}
 	enum smtp_cmd cmd = smtp_cmd_parse(line, &args);
 	log_debug(s->sid, "< %s", log_strn(line.p, line.len));
 	if (++s->commands > s->cfg->max_commands) {
-		reply(s, "421 4.7.0 %s Error: too many commands", s->cfg->hostname);
+		smtp_reply(s, "421 4.7.0 %s Error: too many commands", s->cfg->hostname);
 		log_info(s->sid, "too many commands from %s, closing", s->ip);
 		s->quit = true;
 		return;
@@ -666,10 +432,10 @@ static void dispatch(struct session *s, struct slice line)
 		cmd_rcpt(s, args);
 		break;
 	case CMD_DATA:
-		cmd_data(s, args);
+		smtp_cmd_data(s, args);
 		break;
 	case CMD_BDAT:
-		cmd_bdat(s, args);
+		smtp_cmd_bdat(s, args);
 		break;
 	case CMD_STARTTLS:
 		cmd_starttls(s, args);
@@ -689,7 +455,7 @@ static void session_loop(struct session *s)
 
 	while (!s->quit) {
 		if (s->errors >= s->cfg->max_bad_commands) {
-			reply(s, "421 4.7.0 %s Error: too many errors", s->cfg->hostname);
+			smtp_reply(s, "421 4.7.0 %s Error: too many errors", s->cfg->hostname);
 			log_info(s->sid, "too many errors from %s, closing", s->ip);
 			break;
 		}
@@ -699,7 +465,7 @@ static void session_loop(struct session *s)
 		enum line_status ls = linereader_next(&s->lr, in->data, in->len, &l, &crlf, &consumed);
 		if (ls == LINE_TOOLONG) {
 			buf_consume(in, consumed);
-			reply(s, "500 5.5.2 Error: line too long");
+			smtp_reply(s, "500 5.5.2 Error: line too long");
 			continue;
 		}
 		if (ls == LINE_MORE) {
@@ -711,13 +477,13 @@ static void session_loop(struct session *s)
 			enum daemon_wait w = daemon_read_more(s->srv->d, &s->link, s->conn,
 							      (int)s->cfg->smtp_timeout_ms);
 			if (w == DAEMON_TIMEOUT) {
-				reply(s, "421 4.4.2 %s Error: timeout exceeded", s->cfg->hostname);
+				smtp_reply(s, "421 4.4.2 %s Error: timeout exceeded", s->cfg->hostname);
 				log_info(s->sid, "timeout after %lld commands from %s",
 					 (long long)s->commands, s->ip);
 				break;
 			}
 			if (w == DAEMON_STOPPING) {
-				reply(s, "421 4.3.2 %s Service shutting down", s->cfg->hostname);
+				smtp_reply(s, "421 4.3.2 %s Service shutting down", s->cfg->hostname);
 				break;
 			}
 			if (w == DAEMON_CLOSED) {
@@ -753,6 +519,10 @@ void smtp_session_run(struct server *srv, int fd, const struct sockaddr *peer, b
 	spool_init(&s->spool, srv->spool_dir);
 	daemon_register(srv->d, &s->link, fd);
 	log_info(s->sid, "connect from %s%s", s->ip, implicit_tls ? " (implicit TLS)" : "");
+	s->ck = s->sc->app;
+	s->connect_ms = clock_mono_ms();
+	if (s->ck && s->ck->dns && s->cfg->rbl.n)
+		s->rblq = rbl_start(s->ck->dns, &s->cfg->rbl, s->ip); /* DESIGN.md: at connect */
 
 	if (implicit_tls) {
 		if (conn_tls_accept(s->conn, s->sc->tls, (int)s->cfg->smtp_timeout_ms, &err) != CONN_OK) {
@@ -761,7 +531,7 @@ void smtp_session_run(struct server *srv, int fd, const struct sockaddr *peer, b
 		}
 		log_info(s->sid, "TLS from %s: %s", s->ip, conn_tls_info(s->conn));
 	}
-	reply(s, "220 %s ESMTP filterd", s->cfg->hostname);
+	smtp_reply(s, "220 %s ESMTP filterd", s->cfg->hostname);
 	session_loop(s);
 out:
 	if (s->in_tx && s->qid[0])
@@ -770,7 +540,9 @@ out:
 	log_info(s->sid, "disconnect from %s commands=%lld errors=%lld", s->ip, (long long)s->commands,
 		 (long long)s->errors);
 	daemon_unregister(srv->d, &s->link);
-	tx_reset(s);
+	smtp_tx_reset(s);
+	rbl_abandon(&s->rblq);
+	rbl_result_free(&s->rbl);
 	buf_free(&s->spool.mem);
 	conn_free(&s->conn);
 	free(s->out);

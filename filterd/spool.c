@@ -95,3 +95,25 @@ int spool_copy_to(struct spool *sp, struct store_tmp *tmp, char **error_r)
 	}
 	return 0;
 }
+
+int spool_read_head(struct spool *sp, struct buf *out, size_t max)
+{
+	if (sp->fd < 0) {
+		size_t n = sp->mem.len < max ? sp->mem.len : max;
+		return n ? buf_append(out, sp->mem.data, n) : 0;
+	}
+	char chunk[65536];
+	off_t off = 0;
+	while ((size_t)off < max) {
+		size_t want = max - (size_t)off < sizeof(chunk) ? max - (size_t)off : sizeof(chunk);
+		ssize_t n = pread(sp->fd, chunk, want, off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return n < 0 ? -1 : 0;
+		if (buf_append(out, chunk, (size_t)n) < 0)
+			return -1;
+		off += n;
+	}
+	return 0;
+}

@@ -40,6 +40,18 @@ def pytest_runtest_makereport(item, call):
                                      "\n".join(g.imapd_log().splitlines()[-300:])))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def default_dns():
+    """One DNS server (that knows no names) and PSL for every gateway."""
+    d = tempfile.mkdtemp(prefix="filterd-it-psl-")
+    gwlib.DEFAULT_PSL = gwlib.write_psl(os.path.join(d, "psl.dat"))
+    server = gwlib.DNSServer()
+    gwlib.DEFAULT_DNS = server.addr
+    yield server
+    server.close()
+    shutil.rmtree(d, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def tls_cert():
     d = tempfile.mkdtemp(prefix="filterd-it-cert-")

@@ -28,6 +28,104 @@ USERS = ("alice@example.test", "bob@example.test", "carol@other.test")
 # Gateways that are running now: their logs are attached to failing tests.
 LIVE = []
 
+# Set by conftest.py for the whole session: a DNS server on loopback that
+# knows no names (every lookup is a fast NXDOMAIN), and a public suffix
+# list with "test" in it, so the sender checks of every gateway run for
+# real without waiting on an absent resolver.
+DEFAULT_DNS = None
+DEFAULT_PSL = None
+DNSMASQ = shutil.which("dnsmasq") or "/usr/sbin/dnsmasq"
+SYSTEM_PSL = "/usr/share/publicsuffix/public_suffix_list.dat"
+
+
+def free_udp_port():
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def write_psl(path):
+    """The system's public suffix list plus "test" (RFC 2606 names are
+    not in it, so organizational domains of *.test need the line)."""
+    text = ""
+    if os.path.exists(SYSTEM_PSL):
+        with open(SYSTEM_PSL, encoding="utf-8") as f:
+            text = f.read()
+    else:
+        text = "com\nnet\norg\nco.uk\n"
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text + "\n// tests\ntest\n")
+    return path
+
+
+class DNSServer:
+    """dnsmasq on 127.0.0.1 serving the records given as config lines
+    ("txt-record=name,\"text\"", "host-record=name,addr", ...).  Names
+    outside them get NXDOMAIN (local=/#/); names under a zone in
+    `blackhole` are forwarded to a socket that never answers."""
+
+    def __init__(self, lines=(), blackhole=()):
+        if not os.access(DNSMASQ, os.X_OK):
+            raise RuntimeError("dnsmasq is not installed")
+        self.dir = tempfile.mkdtemp(prefix="dns-it-")
+        self.silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.silent.bind(("127.0.0.1", 0))
+        self.lines = list(lines)
+        self.blackhole = list(blackhole)
+        self.proc = None
+        self.start()
+
+    def start(self):
+        conf = os.path.join(self.dir, "dnsmasq.conf")
+        for attempt in range(5):
+            self.port = free_udp_port()
+            with open(conf, "w") as f:
+                f.write(f"port={self.port}\nlisten-address=127.0.0.1\nbind-interfaces\n"
+                        "no-resolv\nno-hosts\nno-negcache\nlocal-ttl=300\n")
+                sport = self.silent.getsockname()[1]
+                for z in self.blackhole:
+                    f.write(f"server=/{z}/127.0.0.1#{sport}\n")
+                f.write("local=/#/\n")
+                for line in self.lines:
+                    f.write(line + "\n")
+            self.proc = subprocess.Popen([DNSMASQ, "--no-daemon", f"--conf-file={conf}"],
+                                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            time.sleep(0.2)
+            if self.proc.poll() is None:
+                return
+            err = self.proc.stderr.read().decode(errors="replace")
+            if "in use" not in err:
+                raise RuntimeError(f"dnsmasq does not start: {err}")
+        raise RuntimeError("dnsmasq does not start")
+
+    @property
+    def addr(self):
+        return f"127.0.0.1:{self.port}"
+
+    def stop(self):
+        if self.proc is not None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+            self.proc = None
+
+    def close(self):
+        self.stop()
+        self.silent.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def txt_line(name, text):
+    """A dnsmasq txt-record line; text longer than 255 octets is split
+    into several character-strings (RFC 7208 3.3, RFC 6376 3.6.2.2)."""
+    parts = [text[i:i + 250] for i in range(0, len(text), 250)] or [""]
+    return "txt-record=" + name + "," + ",".join('"' + p.replace('"', '\\"') + '"' for p in parts)
+
 
 def free_port():
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -71,6 +169,7 @@ def split_trace(content):
     assert rp.endswith(b">"), content[:200]
     rp = rp[:-1]
     rest = content[nl + 1:]
+    rest = skip_check_headers(rest)
     assert rest.startswith(b"Received: from "), content[:400]
     lines = []
     while True:
@@ -81,6 +180,34 @@ def split_trace(content):
             break
     received = b" ".join(l.strip() for l in lines)[len(b"Received: "):]
     return rp.decode("utf-8"), received.decode("utf-8"), rest
+
+
+CHECK_HEADERS = (b"Authentication-Results:", b"X-RBL-Status:", b"X-Spam-Score:", b"X-Spam-Status:")
+
+
+def skip_check_headers(rest):
+    """The fields the checks add after Return-Path (each with its folds)."""
+    while rest.startswith(CHECK_HEADERS):
+        nl = rest.index(b"\n")
+        while rest[nl + 1:nl + 2] == b"\t":
+            nl = rest.index(b"\n", nl + 1)
+        rest = rest[nl + 1:]
+    return rest
+
+
+def check_headers(content):
+    """The checks' fields of a delivered message: {name: unfolded value}."""
+    nl = content.index(b"\n")
+    rest = content[nl + 1:]
+    out = {}
+    while rest.startswith(CHECK_HEADERS):
+        nl = rest.index(b"\n")
+        while rest[nl + 1:nl + 2] == b"\t":
+            nl = rest.index(b"\n", nl + 1)
+        name, _, value = rest[:nl].partition(b":")
+        out[name.decode()] = b" ".join(l.strip() for l in value.split(b"\n")).decode()
+        rest = rest[nl + 1:]
+    return out
 
 
 def to_lf(msg):
@@ -240,6 +367,8 @@ class Gateway:
             "max_message_size": "100000",
             "shutdown_timeout": "2s",
             "log_level": "debug",
+            "dns_servers": DEFAULT_DNS,
+            "psl_file": DEFAULT_PSL,
         }
         keys.update(self.overrides if overrides is None else overrides)
         text = "# written by tests/integration/gwlib.py\n"
@@ -470,6 +599,12 @@ class Gateway:
         if isinstance(needle, str):
             needle = needle.encode()
         return [p for p in self.all_messages(addr) if needle in self.read(p)]
+
+    def find_message_in(self, addr, needle, folder):
+        """The files of addr's folder (new/ and cur/) that contain needle."""
+        if isinstance(needle, str):
+            needle = needle.encode()
+        return [p for p in self.all_messages(addr, folder) if needle in self.read(p)]
 
     def every_delivered_file(self):
         """Every file in any new/ or cur/ under data_dir/mail."""

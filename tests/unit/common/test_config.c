@@ -152,6 +152,18 @@ static void test_errors(void **state)
 		  " postmaster_address: not a valid address" },
 		{ "local_domains = a.test\ntls_cert_file = c.pem\n", " tls_cert_file and tls_key_file" },
 		{ "local_domains = a.test\nsmtps_listen = 127.0.0.1:465\n", " smtps_listen needs" },
+		{ "local_domains = a.test\nrbl = bl.test\n", "2: rbl: bl.test: no return codes" },
+		{ "local_domains = a.test\nrbl = bl.test 127.0.0.2\n", "2: rbl: 127.0.0.2: expected code=score" },
+		{ "local_domains = a.test\nrbl = bl.test 10.0.0.2=1\n", "2: rbl: bl.test: return codes must be" },
+		{ "local_domains = a.test\nrbl = bl.test 127.0.0.9-127.0.0.2=1\n", "2: rbl: bl.test: return codes" },
+		{ "local_domains = a.test\nrbl = bl.test 127.0.0.2=x\n", "2: rbl: bl.test: not a score: x" },
+		{ "local_domains = a.test\nrbl = bad_zone! 127.0.0.2=1\n", "2: rbl: not a valid zone" },
+		{ "local_domains = a.test\nrbl = b.test 127.0.0.2=1\nrbl = B.test 127.0.0.3=1\n",
+		  "3: rbl: zone B.test is listed twice" },
+		{ "local_domains = a.test\nuribl = =1\n", "2: uribl: not a valid zone" },
+		{ "local_domains = a.test\njunk_score = lots\n", "2: junk_score: not a number" },
+		{ "local_domains = a.test\nreject_score = 1e9\n", "2: reject_score: 1e9 is out of range" },
+		{ "local_domains = a.test\nspf_check = maybe\n", "2: spf_check: must be yes or no" },
 	};
 	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
 		for (size_t chunk = 0; chunk <= 1; chunk++) {
@@ -184,6 +196,40 @@ static void test_long_line(void **state)
 	free(text);
 }
 
+static void test_rbl_and_scores(void **state)
+{
+	(void)state;
+	struct config *c = NULL;
+	char *err = NULL;
+	const char *text = "local_domains = a.test\n"
+			   "rbl = zen.test 127.0.0.2-127.0.0.3=6 127.0.0.4=4.5\n"
+			   "rbl = WL.test 127.0.0.0-127.255.255.255=-2\n"
+			   "uribl = dbl.test 127.0.1.2=5\n"
+			   "junk_score = 4.5\nreject_score = -1\n";
+	for (size_t chunk = 0; chunk <= 1; chunk++) {
+		assert_int_equal(parse(text, chunk, &c, &err), 0);
+		assert_int_equal(c->rbl.n, 2);
+		assert_string_equal(c->rbl.v[0].zone, "zen.test");
+		assert_int_equal(c->rbl.v[0].ncodes, 2);
+		assert_int_equal(c->rbl.v[0].codes[0].lo, 0x7f000002);
+		assert_int_equal(c->rbl.v[0].codes[0].hi, 0x7f000003);
+		assert_true(c->rbl.v[0].codes[0].score == 6.0);
+		assert_int_equal(c->rbl.v[0].codes[1].lo, 0x7f000004);
+		assert_int_equal(c->rbl.v[0].codes[1].hi, 0x7f000004);
+		assert_true(c->rbl.v[0].codes[1].score == 4.5);
+		assert_string_equal(c->rbl.v[1].zone, "wl.test");
+		assert_true(c->rbl.v[1].codes[0].score == -2.0);
+		assert_int_equal(c->uribl.n, 1);
+		assert_true(c->junk_score == 4.5 && c->reject_score == -1.0);
+		/* Defaults of the checks. */
+		assert_true(c->rbl_reject_score == 10.0 && c->spf_fail_score == 3.0);
+		assert_int_equal(c->spf_check, 1);
+		assert_int_equal(c->dmarc_reject, 1);
+		assert_int_equal(c->dns_error_tempfail, 0);
+		config_free(&c);
+	}
+}
+
 static void test_load_file(void **state)
 {
 	(void)state;
@@ -214,7 +260,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_valid),     cmocka_unit_test(test_defaults),
 		cmocka_unit_test(test_errors),    cmocka_unit_test(test_long_line),
-		cmocka_unit_test(test_load_file),
+		cmocka_unit_test(test_load_file), cmocka_unit_test(test_rbl_and_scores),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

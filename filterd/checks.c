@@ -1,0 +1,390 @@
+/*
+ * checks.c - the verdict at the end of the text: DKIM results, the From
+ * domain's DMARC policy, URI blocklists, the scores of every result (and
+ * of the client's DNS lists), and the headers that record them: one
+ * Authentication-Results (RFC 8601) with our hostname as authserv-id,
+ * X-Spam-Score / X-Spam-Status, and X-RBL-Status when lists were asked.
+ *
+ * Order of decisions (README "Filtering"): a DMARC fail under p=reject
+ * (dmarc_reject) is refused; a total at or above reject_score is refused;
+ * with dns_error_tempfail a check that could not be made gives 451; a
+ * DMARC fail under p=quarantine (dmarc_quarantine) or a total at or above
+ * junk_score goes to Junk; the rest to INBOX.
+ */
+#include "filterd/filterd.h"
+#include "common/mime.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define URI_DOMAINS_MAX 20
+#define URI_TEXT_MAX (1024 * 1024)
+
+static pthread_mutex_t init_lock = PTHREAD_MUTEX_INITIALIZER;
+static char *psl_loaded; /* the file libopendmarc read (once per process) */
+
+void *checks_new(const struct config *cfg, char **error_r)
+{
+	/* libopendkim and libopendmarc are set up once, before the first
+	 * session thread (LIBRARIES.md: not thread-safe to initialise). */
+	pthread_mutex_lock(&init_lock);
+	if (psl_loaded == NULL) {
+		if (dkimv_init(error_r) < 0 || dmarc_init(cfg->psl_file, error_r) < 0) {
+			pthread_mutex_unlock(&init_lock);
+			return NULL;
+		}
+		psl_loaded = xstrdup(cfg->psl_file);
+	} else if (strcmp(psl_loaded, cfg->psl_file) != 0) {
+		log_warnx(NULL, "psl_file changed; it takes effect on restart");
+	}
+	pthread_mutex_unlock(&init_lock);
+
+	struct checks *ck = xcalloc(1, sizeof(*ck));
+	bool need_dns = cfg->spf_check || cfg->dkim_check || cfg->dmarc_check || cfg->rbl.n ||
+			cfg->uribl.n;
+	if (need_dns) {
+		ck->dns = dns_new(&cfg->dns_servers, cfg->dns_timeout_ms, error_r);
+		if (ck->dns == NULL) {
+			free(ck);
+			return NULL;
+		}
+	}
+	if (cfg->spf_check) {
+		ck->spf = spf_verifier_new(ck->dns, cfg->hostname, error_r);
+		if (ck->spf == NULL) {
+			checks_free(ck);
+			return NULL;
+		}
+	}
+	return ck;
+}
+
+void checks_free(void *p)
+{
+	struct checks *ck = p;
+	if (ck == NULL)
+		return;
+	spf_verifier_free(&ck->spf);
+	dns_free(&ck->dns);
+	free(ck);
+}
+
+/* ------------------------------------------------------------- helpers */
+
+static void add_test(struct verdict *v, const char *name, double score)
+{
+	if (v->tests.len)
+		buf_putc(&v->tests, ',');
+	buf_puts(&v->tests, name);
+	v->score += score;
+}
+
+/* A zone as a test name: RBL_ZEN_SPAMHAUS_ORG. */
+static void zone_test(struct verdict *v, const char *prefix, const char *zone, double score)
+{
+	char name[300];
+	size_t o = (size_t)snprintf(name, sizeof(name), "%s_", prefix);
+	for (const char *c = zone; *c && o + 1 < sizeof(name); c++)
+		name[o++] = (*c >= 'a' && *c <= 'z') ? (char)(*c - 32) : (*c == '.' || *c == '-') ? '_' : *c;
+	name[o] = '\0';
+	add_test(v, name, score);
+}
+
+/* An RFC 8601 value: a token, or a quoted string when it needs one. */
+static void ar_value(struct buf *b, const char *s)
+{
+	bool token = *s != '\0';
+	for (const char *c = s; *c; c++)
+		if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
+		      strchr("!#$%&'*+-/=?^_`{|}~.@", *c)))
+			token = false;
+	if (token) {
+		buf_puts(b, s);
+		return;
+	}
+	buf_putc(b, '"');
+	for (const char *c = s; *c; c++) {
+		unsigned char u = (unsigned char)*c;
+		if (u < 0x20 || u == 0x7f)
+			continue;
+		if (u == '"' || u == '\\')
+			buf_putc(b, '\\');
+		buf_putc(b, (char)u);
+	}
+	buf_putc(b, '"');
+}
+
+static void ar_reason(struct buf *b, const char *reason)
+{
+	if (reason && *reason) {
+		buf_puts(b, " reason=");
+		ar_value(b, reason);
+	}
+}
+
+static void build_ar(const struct config *cfg, const struct tx_info *tx, const struct verdict *v,
+		     bool dkim_done, bool dmarc_done, struct buf *h)
+{
+	/* RFC 8601 section 2.2: "Authentication-Results: authserv-id;
+	 * method=result properties; ..."; "none" when nothing was checked. */
+	buf_printf(h, "Authentication-Results: %s", cfg->hostname);
+	size_t n = 0;
+	if (tx->spf) {
+		const struct spf_result *s = tx->spf;
+		buf_printf(h, ";\n\tspf=%s", auth_res_name(s->res));
+		ar_reason(h, s->res == AR_PASS ? "" : s->reason);
+		buf_puts(h, s->helo_identity ? " smtp.helo=" : " smtp.mailfrom=");
+		ar_value(h, s->sender[0] ? s->sender : s->domain);
+		n++;
+	}
+	if (dkim_done) {
+		if (v->dkim.n == 0) {
+			buf_puts(h, ";\n\tdkim=none");
+		}
+		for (size_t i = 0; i < v->dkim.n; i++) {
+			const struct dkim_sig_result *d = &v->dkim.v[i];
+			buf_printf(h, ";\n\tdkim=%s", auth_res_name(d->res));
+			ar_reason(h, d->reason);
+			if (d->domain[0]) {
+				buf_puts(h, " header.d=");
+				ar_value(h, d->domain);
+			}
+			if (d->selector[0]) {
+				buf_puts(h, " header.s=");
+				ar_value(h, d->selector);
+			}
+			if (d->b[0]) {
+				buf_puts(h, " header.b=");
+				ar_value(h, d->b);
+			}
+		}
+		n++;
+	}
+	if (dmarc_done) {
+		const struct dmarc_result *d = &v->dmarc;
+		buf_printf(h, ";\n\tdmarc=%s", auth_res_name(d->res));
+		if (d->policy[0])
+			buf_printf(h, " (p=%s%s)", d->policy, d->sampled_out ? ", sampled out by pct" : "");
+		ar_reason(h, d->res == AR_PASS ? "" : d->reason);
+		if (d->from_domain[0]) {
+			buf_puts(h, " header.from=");
+			ar_value(h, d->from_domain);
+		}
+		n++;
+	}
+	if (n == 0)
+		buf_puts(h, "; none");
+	buf_putc(h, '\n');
+}
+
+/* Domains linked from the body, as registered domains, for URI lists. */
+static struct rbl_check *uribl_start(struct msgcheck *m)
+{
+	struct buf msg, text;
+	buf_init(&msg, MSG_HEADER_MAX + URI_TEXT_MAX + 16);
+	buf_append(&msg, m->hdr.data, m->hdr_end);
+	spool_read_head(m->spool, &msg, URI_TEXT_MAX);
+	struct mime_msg *mm = mime_parse(msg.data ? msg.data : "", msg.len);
+	buf_init(&text, MIME_BODY_TEXT_MAX + 1);
+	mime_body_text(mm, &text);
+	mime_free(&mm);
+	buf_free(&msg);
+	char **hosts = NULL;
+	size_t nh = uri_domains(text.data ? text.data : "", text.len, &hosts, 0, 200);
+	buf_free(&text);
+	char **doms = NULL;
+	size_t nd = 0;
+	for (size_t i = 0; i < nh; i++) {
+		char org[256];
+		dmarc_org_domain(hosts[i], org, sizeof(org));
+		bool dup = false;
+		for (size_t k = 0; k < nd && !dup; k++)
+			dup = strcmp(doms[k], org) == 0;
+		if (!dup && nd < URI_DOMAINS_MAX) {
+			doms = xrealloc(doms, (nd + 1) * sizeof(char *));
+			doms[nd++] = xstrdup(org);
+		}
+		free(hosts[i]);
+	}
+	free(hosts);
+	struct rbl_check *c =
+		rbl_start_domains(m->ck->dns, &m->cfg->uribl, (const char *const *)doms, nd);
+	for (size_t i = 0; i < nd; i++)
+		free(doms[i]);
+	free(doms);
+	return c;
+}
+
+static void score_rbl(struct verdict *v, const struct rbl_result *r, const char *prefix)
+{
+	for (size_t i = 0; i < r->n; i++)
+		if (r->v[i].status == RBL_LISTED)
+			zone_test(v, prefix, r->v[i].zone, r->v[i].score);
+}
+
+/* ------------------------------------------------------------- verdict */
+
+void checks_verdict(struct msgcheck *m, const struct tx_info *tx, struct verdict *v)
+{
+	const struct config *cfg = m->cfg;
+	memset(v, 0, sizeof(*v));
+	buf_init(&v->tests, 64 * 1024);
+	buf_init(&v->log, 64 * 1024);
+	buf_init(&v->headers, 256 * 1024);
+
+	/* Start the URI list queries first: they run while DKIM and DMARC
+	 * wait for their keys and records. */
+	struct rbl_check *uc = NULL;
+	if (cfg->uribl.n && m->ck && m->ck->dns)
+		uc = uribl_start(m);
+
+	bool dkim_done = m->dkim != NULL;
+	if (m->dkim)
+		dkimv_eom(m->dkim, &v->dkim);
+
+	bool dmarc_done = false;
+	if (cfg->dmarc_check && m->ck && m->ck->dns) {
+		char **from = NULL;
+		size_t nf = msgcheck_from_values(m, &from);
+		const char *why = NULL;
+		char dom[256];
+		dmarc_done = true;
+		if (dmarc_from_domain((const char *const *)from, nf, dom, sizeof(dom), &why) == 0) {
+			static const struct spf_result no_spf = { .res = AR_NONE };
+			dmarc_verify(m->ck->dns, dom, tx->spf ? tx->spf : &no_spf, &v->dkim, &v->dmarc);
+		} else {
+			v->dmarc.res = AR_PERMERROR;
+			str_copy(v->dmarc.reason, why ? why : "no From domain", sizeof(v->dmarc.reason));
+		}
+		for (size_t i = 0; i < nf; i++)
+			free(from[i]);
+		free(from);
+	}
+	if (uc)
+		rbl_finish(&uc, clock_mono_ms() + cfg->dns_timeout_ms, &v->uribl);
+
+	/* Scores. */
+	bool dns_failed = false;
+	if (tx->spf) {
+		switch (tx->spf->res) {
+		case AR_FAIL:
+			add_test(v, "SPF_FAIL", cfg->spf_fail_score);
+			break;
+		case AR_SOFTFAIL:
+			add_test(v, "SPF_SOFTFAIL", cfg->spf_softfail_score);
+			break;
+		case AR_PERMERROR:
+			add_test(v, "SPF_PERMERROR", cfg->spf_permerror_score);
+			break;
+		case AR_TEMPERROR:
+			dns_failed = true;
+			break;
+		default:
+			break;
+		}
+	}
+	bool dkim_pass = false, dkim_fail = false;
+	for (size_t i = 0; i < v->dkim.n; i++) {
+		dkim_pass |= v->dkim.v[i].res == AR_PASS;
+		dkim_fail |= v->dkim.v[i].res == AR_FAIL;
+		dns_failed |= v->dkim.v[i].res == AR_TEMPERROR;
+	}
+	if (dkim_fail && !dkim_pass)
+		add_test(v, "DKIM_FAIL", cfg->dkim_fail_score);
+	if (v->dmarc.res == AR_FAIL)
+		add_test(v, "DMARC_FAIL", cfg->dmarc_fail_score);
+	dns_failed |= v->dmarc.res == AR_TEMPERROR;
+	if (tx->rbl) {
+		score_rbl(v, tx->rbl, "RBL");
+		dns_failed |= tx->rbl->unavailable;
+	}
+	score_rbl(v, &v->uribl, "URIBL");
+	dns_failed |= v->uribl.unavailable;
+
+	/* Decision. */
+	if (v->dmarc.res == AR_FAIL && v->dmarc.action == DMARC_ACT_REJECT && cfg->dmarc_reject) {
+		v->action = V_REJECT;
+		snprintf(v->reply, sizeof(v->reply),
+			 "550 5.7.1 Message rejected by the DMARC policy of %s, reference %s",
+			 v->dmarc.from_domain, tx->qid);
+	} else if (v->score >= cfg->reject_score) {
+		v->action = V_REJECT;
+		snprintf(v->reply, sizeof(v->reply),
+			 "550 5.7.1 Message refused as spam (score %.1f), reference %s", v->score, tx->qid);
+	} else if (dns_failed && cfg->dns_error_tempfail) {
+		v->action = V_TEMPFAIL;
+		snprintf(v->reply, sizeof(v->reply),
+			 "451 4.7.0 Temporary DNS failure while checking the message, try again later (%s)",
+			 tx->qid);
+	} else if ((v->dmarc.res == AR_FAIL && v->dmarc.action == DMARC_ACT_QUARANTINE &&
+		    cfg->dmarc_quarantine) ||
+		   v->score >= cfg->junk_score) {
+		v->action = V_JUNK;
+	} else {
+		v->action = V_INBOX;
+	}
+
+	/* Log fields. */
+	if (tx->spf)
+		buf_printf(&v->log, " spf=%s", auth_res_name(tx->spf->res));
+	if (dkim_done) {
+		buf_puts(&v->log, " dkim=");
+		if (v->dkim.n == 0)
+			buf_puts(&v->log, "none");
+		for (size_t i = 0; i < v->dkim.n; i++)
+			buf_printf(&v->log, "%s%s(%s)", i ? "," : "", auth_res_name(v->dkim.v[i].res),
+				   log_str(v->dkim.v[i].domain));
+	}
+	if (dmarc_done)
+		buf_printf(&v->log, " dmarc=%s%s%s%s", auth_res_name(v->dmarc.res),
+			   v->dmarc.policy[0] ? "(p=" : "", v->dmarc.policy,
+			   v->dmarc.policy[0] ? ")" : "");
+	struct buf rb;
+	buf_init(&rb, 64 * 1024);
+	if (tx->rbl) {
+		rbl_result_format(tx->rbl, false, &rb);
+		buf_printf(&v->log, " rbl=%s", rb.len ? rb.data : "clean");
+	}
+	if (cfg->uribl.n) {
+		buf_reset(&rb);
+		rbl_result_format(&v->uribl, true, &rb);
+		buf_printf(&v->log, " uribl=%s", rb.len ? log_str(rb.data) : "clean");
+	}
+	buf_printf(&v->log, " score=%.1f tests=%s", v->score, v->tests.len ? v->tests.data : "none");
+
+	/* Headers for delivery. */
+	build_ar(cfg, tx, v, dkim_done, dmarc_done, &v->headers);
+	if (tx->rbl || cfg->uribl.n) {
+		buf_puts(&v->headers, "X-RBL-Status: ");
+		size_t start = v->headers.len;
+		if (tx->rbl) {
+			buf_reset(&rb);
+			rbl_result_format(tx->rbl, false, &rb);
+			buf_puts(&v->headers, rb.len ? rb.data : "clean");
+		}
+		if (cfg->uribl.n) {
+			buf_reset(&rb);
+			rbl_result_format(&v->uribl, true, &rb);
+			buf_printf(&v->headers, "%suri=%s", v->headers.len > start ? "; " : "",
+				   rb.len ? log_str(rb.data) : "clean");
+		}
+		buf_putc(&v->headers, '\n');
+	}
+	buf_free(&rb);
+	bool spam = v->action == V_JUNK || v->action == V_REJECT;
+	buf_printf(&v->headers, "X-Spam-Score: %.1f\n", v->score);
+	buf_printf(&v->headers, "X-Spam-Status: %s, score=%.1f required=%.1f tests=%s\n",
+		   spam ? "Yes" : "No", v->score, cfg->junk_score,
+		   v->tests.len ? v->tests.data : "none");
+}
+
+void verdict_free(struct verdict *v)
+{
+	buf_free(&v->tests);
+	buf_free(&v->log);
+	buf_free(&v->headers);
+	dkim_results_free(&v->dkim);
+	rbl_result_free(&v->uribl);
+}
