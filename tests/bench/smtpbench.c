@@ -2,7 +2,7 @@
  * smtpbench - an SMTP load generator for filterd.
  *
  *   smtpbench -p PORT [-H HOST] -c CLIENTS -n MESSAGES -s BYTES -t RCPT
- *             [-f SENDER] [-k | -r] [-P]
+ *             [-f SENDER] [-k | -r] [-P] [-m FILE]
  *   smtpbench -p PORT [-H HOST] -I CONNECTIONS [-w SECONDS]
  *   smtpbench -F [-H HOST]
  *
@@ -32,7 +32,10 @@
  * Message text is realistic: From, To, Subject, Date, Message-ID and
  * MIME headers, then lines of words of at most 78 characters, CRLF line
  * ends, no line starting with a dot; the whole message is exactly BYTES
- * octets (at least a few hundred: the headers).
+ * octets (at least a few hundred: the headers).  With -m FILE every
+ * transaction sends that message instead (LF or CRLF line ends, sent with
+ * CRLF and dot-stuffed; -s is then ignored): a DKIM-signed message for
+ * the benchmark of the sender checks.
  */
 #include "common/common.h"
 
@@ -71,6 +74,8 @@ struct opts {
 	bool pipeline;
 	int idle;
 	int idle_secs;
+	char *file_msg;    /* -m: the message, ready to send (with the dot) */
+	size_t file_len;
 };
 
 static struct opts opt = {
@@ -286,6 +291,10 @@ static size_t fill_text(char *out, size_t want, uint64_t *rng)
  * text then ".\r\n".  Returns the length including the terminator. */
 static size_t make_message(char *out, size_t cap, int thread, long seq, uint64_t *rng)
 {
+	if (opt.file_msg) {
+		memcpy(out, opt.file_msg, opt.file_len);
+		return opt.file_len;
+	}
 	char date[64];
 	time_t t = time(NULL);
 	struct tm tm;
@@ -600,16 +609,47 @@ static void raise_nofile(void)
 	}
 }
 
+/* -m FILE: read it, CRLF line ends, dot-stuffed, with the final dot. */
+static void load_message(const char *path)
+{
+	FILE *f = fopen(path, "rb");
+	if (f == NULL) {
+		fprintf(stderr, "smtpbench: %s: %s\n", path, strerror(errno));
+		exit(2);
+	}
+	struct buf b;
+	buf_init(&b, 1u << 30);
+	int c, prev = '\n';
+	while ((c = getc(f)) != EOF) {
+		if (c == '\r')
+			continue;
+		if (prev == '\n' && c == '.')
+			buf_putc(&b, '.');
+		if (c == '\n')
+			buf_putc(&b, '\r');
+		buf_putc(&b, (char)c);
+		prev = c;
+	}
+	fclose(f);
+	if (prev != '\n')
+		buf_puts(&b, "\r\n");
+	buf_puts(&b, ".\r\n");
+	opt.file_msg = b.data;
+	opt.file_len = b.len;
+	opt.size = (long)b.len;
+}
+
 static void usage(void)
 {
 	fprintf(stderr,
 		"usage: smtpbench -p PORT [-H HOST] -c CLIENTS -n MESSAGES -s BYTES -t RCPT\n"
-		"                 [-f SENDER] [-k | -r] [-P]\n"
+		"                 [-f SENDER] [-k | -r] [-P] [-m FILE]\n"
 		"       smtpbench -p PORT [-H HOST] -I CONNECTIONS [-w SECONDS]\n"
 		"       smtpbench -F [-H HOST]\n"
 		"  -k  keep the connection for many messages (default)\n"
 		"  -r  reconnect (EHLO ... QUIT) for every message\n"
 		"  -P  pipeline MAIL, RCPT and DATA\n"
+		"  -m  send the message in FILE (instead of generated text of -s octets)\n"
 		"  -I  idle mode: N connections after EHLO, held -w seconds (default 10)\n"
 		"  -F  print a free TCP port on HOST and exit\n");
 	exit(2);
@@ -634,8 +674,9 @@ static long parse_num(const char *s, long min, long max)
 int main(int argc, char **argv)
 {
 	bool want_free_port = false;
+	const char *msg_file = NULL;
 	int ch;
-	while ((ch = getopt(argc, argv, "p:H:c:n:s:t:f:krPI:w:F")) != -1) {
+	while ((ch = getopt(argc, argv, "p:H:c:n:s:t:f:krPI:w:Fm:")) != -1) {
 		switch (ch) {
 		case 'p': opt.port = (int)parse_num(optarg, 1, 65535); break;
 		case 'H': opt.host = optarg; break;
@@ -650,11 +691,14 @@ int main(int argc, char **argv)
 		case 'I': opt.idle = (int)parse_num(optarg, 1, 1000000); break;
 		case 'w': opt.idle_secs = (int)parse_num(optarg, 0, 86400); break;
 		case 'F': want_free_port = true; break;
+		case 'm': msg_file = optarg; break;
 		default: usage();
 		}
 	}
 	if (optind != argc)
 		usage();
+	if (msg_file)
+		load_message(msg_file); /* after -s: it sets the size */
 	if (want_free_port)
 		return free_port();
 	if (opt.port == 0 || (opt.idle == 0 && opt.rcpt == NULL))

@@ -75,12 +75,15 @@ class DNSServer:
         self.lines = list(lines)
         self.blackhole = list(blackhole)
         self.proc = None
+        self.port = None
         self.start()
 
     def start(self):
+        """Start (again): a restart keeps the port when it is still free."""
         conf = os.path.join(self.dir, "dnsmasq.conf")
         for attempt in range(5):
-            self.port = free_udp_port()
+            if self.port is None or attempt > 0:
+                self.port = free_udp_port()
             with open(conf, "w") as f:
                 f.write(f"port={self.port}\nlisten-address=127.0.0.1\nbind-interfaces\n"
                         "no-resolv\nno-hosts\nno-negcache\nlocal-ttl=300\n")

@@ -543,6 +543,37 @@ def test_log_line_has_the_results(agw, keys):
 # ---------------------------------------------------- failures of DNS itself
 
 
+def test_answers_cached_by_ttl(keys, tls_cert):
+    """A second message within the records' TTL (300 s) needs no DNS
+    server: every check is answered from the cache."""
+    server = gwlib.DNSServer(zone_lines(keys))
+    g = _new_gateway(tls_cert, dict(CHECKS, dns_servers=server.addr))
+    try:
+        g.stop()
+        g.write_config(extra=RBL_LINES)
+        g.start()
+        body = "see http://www.clean-domain.test/\r\n"  # a URI list lookup, not listed
+
+        def one(tag):
+            s = uniq(tag)
+            msg = sign(message("x@reject.test", s, body=body), "reject.test", keys["rsa"])
+            return deliver(g, "x@reject.test", s, source=LISTED, msg=msg)
+        folder, c = one("cache cold")
+        server.stop()
+        folder2, c2 = one("cache warm")
+        for f, content in ((folder, c), (folder2, c2)):
+            v = ar(content)
+            assert "spf=fail" in v and "dkim=pass" in v and "dmarc=pass (p=reject)" in v, v
+            h = gwlib.check_headers(content)
+            assert h["X-RBL-Status"] == "bl.test=127.0.0.2(+6); uri=clean", h
+            assert h["X-Spam-Status"].endswith("tests=SPF_FAIL,RBL_BL_TEST"), h
+            assert f == "Junk"
+        assert "temperror" not in g.log() and "unavailable" not in g.log()
+    finally:
+        g.cleanup()
+        server.close()
+
+
 def test_unreachable_list_is_explicit(dns, tls_cert):
     g = _new_gateway(tls_cert, dict(CHECKS, dns_servers=dns.addr, dns_timeout_ms="500"))
     try:
