@@ -131,10 +131,13 @@ fuzz: deps
 		imapd/imap_parse.c imapd/search.c imapd/utf7.c $(COMMON_SRC) $(LDLIBS_ALL)
 	clang $(FUZZ_FLAGS) $(PKG_CFLAGS) -o build/fuzz/fuzz_mime tests/fuzz/fuzz_mime.c \
 		$(COMMON_SRC) $(LDLIBS_ALL)
+	clang $(FUZZ_FLAGS) $(PKG_CFLAGS) -o build/fuzz/fuzz_msgcheck tests/fuzz/fuzz_msgcheck.c \
+		$(FILTERD_SRC) $(RBL_SRC) $(STORE_SRC) $(COMMON_SRC) $(LDLIBS_ALL)
 	build/fuzz/fuzz_smtp -max_total_time=$(FUZZ_SECONDS) -max_len=4096
 	build/fuzz/fuzz_config -max_total_time=$(FUZZ_SECONDS) -max_len=4096
 	build/fuzz/fuzz_imap -max_total_time=$(FUZZ_SECONDS) -max_len=4096
 	build/fuzz/fuzz_mime -max_total_time=$(FUZZ_SECONDS) -max_len=65536
+	build/fuzz/fuzz_msgcheck -max_total_time=$(FUZZ_SECONDS) -max_len=65536
 
 PREFIX ?= /usr/local
 install: all

@@ -31,8 +31,33 @@ imaps_listen      = 127.0.0.1:1993
 pop3_listen       = 127.0.0.1:1110
 pop3s_listen      = 127.0.0.1:1995
 max_message_size  = 26214400
+# The demo's DNS: dnsmasq on 127.0.0.1:5300 (started below) serves the
+# demo zones and forwards everything else to /etc/resolv.conf's servers.
+dns_servers       = 127.0.0.1:5300
+rbl               = bl.demo.test 127.0.0.2=6
 CONF
 	echo "make run: wrote $conf"
+fi
+# Demo zones: sender.test publishes SPF for this host and a DMARC
+# policy; bl.demo.test lists 127.0.0.2 (send from it to see Junk).
+cat > "$var/dnsmasq.conf" <<DNS
+port=5300
+listen-address=127.0.0.1
+bind-interfaces
+no-hosts
+local=/demo.test/
+local=/sender.test/
+txt-record=sender.test,"v=spf1 ip4:127.0.0.0/8 -all"
+txt-record=_dmarc.sender.test,"v=DMARC1; p=quarantine"
+host-record=2.0.0.127.bl.demo.test,127.0.0.2
+DNS
+dns_pid=
+if command -v dnsmasq >/dev/null 2>&1 || [ -x /usr/sbin/dnsmasq ]; then
+	dnsmasq=$(command -v dnsmasq || echo /usr/sbin/dnsmasq)
+	"$dnsmasq" --no-daemon --conf-file="$var/dnsmasq.conf" 2>"$var/dnsmasq.log" &
+	dns_pid=$!
+	sleep 0.2
+	kill -0 "$dns_pid" 2>/dev/null || { echo "make run: dnsmasq did not start (port 5300 taken?): $(cat "$var/dnsmasq.log")" >&2; dns_pid=; }
 fi
 if [ ! -f "$var/demo-password" ]; then
 	pw=$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')
@@ -65,11 +90,16 @@ cat <<TXT
     curl -k --user 'demo@example.test:$pw' pop3s://127.0.0.1:1995/1
   On disk: the Maildir var/mail/example.test/demo/ (mutt -f var/mail/example.test/demo/)
 
+  Sender checks: you@sender.test passes SPF from this host (spf=pass, dmarc=pass in the
+  Authentication-Results header); a client at 127.0.0.2 is on the demo blocklist and goes to Junk:
+    swaks --server 127.0.0.1:2525 --local-interface 127.0.0.2 --from you@sender.test --to demo@example.test
+  A From: of sender.test sent by another envelope domain fails DMARC (p=quarantine: Junk).
+
   Add users:  printf 'secret\n' | bin/mailctl -c var/gateway.conf user add bob@example.test
   Stop:       Ctrl-C.   Reload config: kill -HUP <pid>.
 
 TXT
 "$top/bin/imapd" -c "$conf" &
 imapd_pid=$!
-trap 'kill $imapd_pid 2>/dev/null; wait $imapd_pid 2>/dev/null' EXIT INT TERM
+trap 'kill $imapd_pid $dns_pid 2>/dev/null; wait $imapd_pid $dns_pid 2>/dev/null' EXIT INT TERM
 "$top/bin/filterd" -c "$conf"
