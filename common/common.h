@@ -221,6 +221,7 @@ struct config {
 	int64_t spf_check, dkim_check, dmarc_check; /* 0/1 */
 	double spf_fail_score, spf_softfail_score, spf_permerror_score;
 	double dkim_fail_score, dmarc_fail_score;
+	double bad_from_score;       /* no From field, or one without a usable domain */
 	int64_t dmarc_reject;        /* 0/1: p=reject + fail refused with 550 5.7.1 */
 	int64_t dmarc_quarantine;    /* 0/1: p=quarantine + fail goes to Junk */
 	char *psl_file;              /* public suffix list (organizational domains) */
@@ -364,6 +365,8 @@ struct dns_query *dns_start(struct dns *d, const char *name, int rrtype);
  * outcome is DNS_TEMPFAIL "timeout".  Frees the query; free the answer
  * with dns_answer_free. */
 void dns_wait(struct dns_query **q, int64_t deadline_ms, struct dns_answer *ans);
+/* The configured deadline of one lookup (dns_timeout_ms). */
+int64_t dns_timeout(const struct dns *d);
 /* start + wait with the configured timeout. */
 void dns_lookup(struct dns *d, const char *name, int rrtype, struct dns_answer *ans);
 void dns_answer_free(struct dns_answer *a);

@@ -109,7 +109,7 @@ static const struct ckey ckeys[] = {
 	  "an inactive POP3 session is closed after this (RFC 1939 3: at least 10 minutes)" },
 	{ "dns_servers", CT_LISTEN, OFF(dns_servers), "", 0, 0,
 	  "DNS servers to forward to, host:port (repeatable); empty: /etc/resolv.conf" },
-	{ "dns_timeout_ms", CT_INT, OFF(dns_timeout_ms), "2000", 10, 600000,
+	{ "dns_timeout_ms", CT_INT, OFF(dns_timeout_ms), "2000", 10, 30000,
 	  "deadline of one DNS lookup; past it the outcome is a temporary error" },
 	{ "rbl", CT_RBL, OFF(rbl), NULL, 0, 0,
 	  "DNSBL/DNSWL zone for the client address: zone A.B.C.D[-E.F.G.H]=score ... (repeatable; "
@@ -117,7 +117,7 @@ static const struct ckey ckeys[] = {
 	{ "uribl", CT_RBL, OFF(uribl), NULL, 0, 0,
 	  "URI blocklist zone for domains linked from the body, same form as rbl (repeatable)" },
 	{ "rbl_reject_score", CT_SCORE, OFF(rbl_reject_score), "10", -1000, 1000,
-	  "an RBL total at or above this is refused at RCPT (554 5.7.1)" },
+	  "an RBL total at or above this is refused at RCPT (550 5.7.1)" },
 	{ "dns_error_tempfail", CT_BOOL, OFF(dns_error_tempfail), "no", 0, 1,
 	  "yes: a list or SPF/DKIM/DMARC lookup that fails gives 451 (default: fail open)" },
 	{ "spf_check", CT_BOOL, OFF(spf_check), "yes", 0, 1, "verify SPF at MAIL FROM" },
@@ -132,6 +132,8 @@ static const struct ckey ckeys[] = {
 	  "score of a message whose every DKIM signature failed" },
 	{ "dmarc_fail_score", CT_SCORE, OFF(dmarc_fail_score), "3", -1000, 1000,
 	  "score of dmarc=fail (on top of the policy's action)" },
+	{ "bad_from_score", CT_SCORE, OFF(bad_from_score), "3", -1000, 1000,
+	  "score of a message without a From field, or whose From has no usable domain" },
 	{ "dmarc_reject", CT_BOOL, OFF(dmarc_reject), "yes", 0, 1,
 	  "a DMARC fail under p=reject is refused with 550 5.7.1" },
 	{ "dmarc_quarantine", CT_BOOL, OFF(dmarc_quarantine), "yes", 0, 1,
@@ -364,7 +366,7 @@ static int parse_rbl(struct config_parser *p, const struct ckey *k, char *v, str
 		if (ok && dash == NULL)
 			c.hi = c.lo;
 		ok = ok && c.lo <= c.hi && (c.lo >> 24) == 127 && (c.hi >> 24) == 127;
-		if (ok && parse_score(eq + 1, &c.score) < 0) {
+		if (ok && (parse_score(eq + 1, &c.score) < 0 || c.score < -1000 || c.score > 1000)) {
 			free(z.codes);
 			free(z.zone);
 			return perr(p, error_r, "%s: %s: not a score: %s", k->key, log_str(zone),
@@ -640,6 +642,18 @@ int config_parser_finish(struct config_parser **pp, struct config **cfg_r, char 
 	if ((*c->tls_cert_file == '\0') != (*c->tls_key_file == '\0')) {
 		*error_r = xasprintf("%s: tls_cert_file and tls_key_file must be set together",
 				     p->filename);
+		goto out;
+	}
+	if (c->dmarc_check && !(c->spf_check && c->dkim_check)) {
+		/* An identifier never checked would count as "no pass" and
+		 * refuse legitimate mail under p=reject. */
+		*error_r = xasprintf("%s: dmarc_check needs spf_check and dkim_check", p->filename);
+		goto out;
+	}
+	if (c->junk_score <= 0 || c->reject_score < c->junk_score) {
+		*error_r = xasprintf("%s: junk_score must be above 0 and reject_score at least junk_score "
+				     "(%g, %g)",
+				     p->filename, c->junk_score, c->reject_score);
 		goto out;
 	}
 	if (c->smtps_listen.n > 0 && *c->tls_cert_file == '\0') {

@@ -489,6 +489,11 @@ void dns_wait(struct dns_query **qp, int64_t deadline_ms, struct dns_answer *ans
 	pthread_mutex_unlock(&d->lock);
 }
 
+int64_t dns_timeout(const struct dns *d)
+{
+	return d->timeout_ms;
+}
+
 void dns_lookup(struct dns *d, const char *name, int rrtype, struct dns_answer *ans)
 {
 	struct dns_query *q = dns_start(d, name, rrtype);

@@ -676,6 +676,46 @@ static void put_address_list(struct buf *out, InternetAddressList *l, int depth)
 	}
 }
 
+static size_t collect_domains(InternetAddressList *l, int depth, char (*out)[256], size_t n,
+			      size_t max)
+{
+	int len = l ? internet_address_list_length(l) : 0;
+	for (int i = 0; i < len && n < max; i++) {
+		InternetAddress *a = internet_address_list_get_address(l, i);
+		if (a && INTERNET_ADDRESS_IS_GROUP(a) && depth < 4) {
+			n = collect_domains(internet_address_group_get_members(INTERNET_ADDRESS_GROUP(a)),
+					    depth + 1, out, n, max);
+		} else if (a && INTERNET_ADDRESS_IS_MAILBOX(a)) {
+			const char *addr = internet_address_mailbox_get_addr(INTERNET_ADDRESS_MAILBOX(a));
+			const char *at = addr ? strrchr(addr, '@') : NULL;
+			if (at == NULL || at[1] == '\0' || strlen(at + 1) >= 256)
+				continue;
+			char d[256];
+			str_copy(d, at + 1, sizeof(d));
+			str_lower(d);
+			size_t dl = strlen(d);
+			while (dl > 0 && d[dl - 1] == '.')
+				d[--dl] = '\0';
+			bool dup = dl == 0;
+			for (size_t k = 0; k < n && !dup; k++)
+				dup = strcmp(out[k], d) == 0;
+			if (!dup)
+				memcpy(out[n++], d, dl + 1);
+		}
+	}
+	return n;
+}
+
+size_t mime_address_domains(const char *value, char (*out)[256], size_t max)
+{
+	gmime_ensure();
+	InternetAddressList *l = *value ? internet_address_list_parse(NULL, value) : NULL;
+	size_t n = collect_domains(l, 0, out, 0, max);
+	if (l)
+		g_object_unref(l);
+	return n;
+}
+
 /* The address list of header `name` into tmp (unparenthesised); empty
  * when the header is absent or has no addresses. */
 static void address_header(const struct mime_msg *m, const struct node *n, const char *name,

@@ -88,6 +88,11 @@ bool mime_header_text(const struct mime_msg *m, const char *name, struct buf *ou
  * MIME_BODY_TEXT_MAX octets. */
 void mime_body_text(const struct mime_msg *m, struct buf *out);
 
+/* The distinct domains (lower case, no trailing dot) of the addresses in
+ * an address-list header value, as a mail reader's lenient parser reads
+ * them (GMime: also broken syntax), at most max; returns how many. */
+size_t mime_address_domains(const char *value, char (*out)[256], size_t max);
+
 /* The Date: header as seconds since the epoch, or -1 when absent or
  * unparseable. */
 int64_t mime_date(const struct mime_msg *m);

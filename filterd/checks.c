@@ -9,7 +9,9 @@
  * (dmarc_reject) is refused; a total at or above reject_score is refused;
  * with dns_error_tempfail a check that could not be made gives 451; a
  * DMARC fail under p=quarantine (dmarc_quarantine) or a total at or above
- * junk_score goes to Junk; the rest to INBOX.
+ * junk_score goes to Junk; the rest to INBOX.  A client the DNS lists
+ * block may still write to postmaster (RFC 5321 4.5.1): such a message is
+ * not refused for its score (Junk at worst).
  */
 #include "filterd/filterd.h"
 #include "common/mime.h"
@@ -92,15 +94,34 @@ static void zone_test(struct verdict *v, const char *prefix, const char *zone, d
 	add_test(v, name, score);
 }
 
-/* An RFC 8601 value: a token, or a quoted string when it needs one. */
+/* RFC 2045 token characters: not SPACE, CTLs or tspecials. */
+static bool token_char(char c)
+{
+	return c > 0x20 && c < 0x7f && strchr("()<>@,;:\\\"/[]?=", c) == NULL;
+}
+
+/* RFC 5322 atext (dot-atom local parts). */
+static bool atext_char(char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+	       (c != '\0' && strchr("!#$%&'*+-/=?^_`{|}~", c) != NULL);
+}
+
+/* An RFC 8601 section 2.2 pvalue: a token, "local-part@domain" with a
+ * dot-atom local part, or else a quoted string. */
 static void ar_value(struct buf *b, const char *s)
 {
 	bool token = *s != '\0';
-	for (const char *c = s; *c; c++)
-		if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
-		      strchr("!#$%&'*+-/=?^_`{|}~.@", *c)))
-			token = false;
-	if (token) {
+	for (const char *c = s; *c && token; c++)
+		token = token_char(*c);
+	const char *at = strrchr(s, '@');
+	bool addr = at != NULL && at > s && at[1] != '\0' && s[0] != '.' && at[-1] != '.';
+	for (const char *c = s; addr && c < at; c++)
+		addr = atext_char(*c) || (*c == '.' && c[1] != '.');
+	for (const char *c = at ? at + 1 : ""; addr && *c; c++)
+		addr = (*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
+		       *c == '-' || *c == '.' || *c == '_';
+	if (token || addr) {
 		buf_puts(b, s);
 		return;
 	}
@@ -162,8 +183,8 @@ static void build_ar(const struct config *cfg, const struct tx_info *tx, const s
 		}
 		n++;
 	}
-	if (dmarc_done) {
-		const struct dmarc_result *d = &v->dmarc;
+	for (size_t i = 0; dmarc_done && i < v->ndmarc; i++) {
+		const struct dmarc_result *d = &v->dmarc[i];
 		buf_printf(h, ";\n\tdmarc=%s", auth_res_name(d->res));
 		if (d->policy[0])
 			buf_printf(h, " (p=%s%s)", d->policy, d->sampled_out ? ", sampled out by pct" : "");
@@ -224,6 +245,88 @@ static void score_rbl(struct verdict *v, const struct rbl_result *r, const char 
 			zone_test(v, prefix, r->v[i].zone, r->v[i].score);
 }
 
+/* How strict a DMARC result is: the strictest of a message's From
+ * domains decides (a failing reject beats a failing quarantine, ...). */
+static int dmarc_rank(const struct dmarc_result *d)
+{
+	if (d->res == AR_FAIL)
+		return 4 + (int)d->action;
+	return d->res == AR_TEMPERROR ? 3 : d->res == AR_PERMERROR ? 2 : d->res == AR_NONE ? 1 : 0;
+}
+
+static bool domain_syntax_ok(const char *d)
+{
+	size_t label = 0, n = 0;
+	for (const char *c = d; *c; c++, n++) {
+		if (*c == '.') {
+			if (label == 0)
+				return false;
+			label = 0;
+		} else if ((*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') || *c == '-' || *c == '_') {
+			if (++label > 63)
+				return false;
+		} else {
+			return false;
+		}
+	}
+	return n > 0 && n <= 253 && label > 0 && strchr(d, '.') != NULL;
+}
+
+/* DMARC for the From field (RFC 7489 6.6.1): its domain, or, when the
+ * field is not plain RFC 5322 syntax or names several domains, every
+ * domain a mail reader's lenient parser finds in it.  True when the
+ * message has several From fields (refused by the caller). */
+static bool dmarc_all(struct msgcheck *m, const struct tx_info *tx, struct verdict *v)
+{
+	const struct config *cfg = m->cfg;
+	static const struct spf_result no_spf = { .res = AR_NONE };
+	const struct spf_result *spf = tx->spf ? tx->spf : &no_spf;
+	char **from = NULL;
+	size_t nf = msgcheck_from_values(m, &from);
+	char doms[VERDICT_FROM_DOMAINS][256];
+	size_t nd = 0;
+	const char *why = NULL;
+	if (nf == 1 && dmarc_from_domain((const char *const *)from, 1, doms[0], sizeof(doms[0]), &why) == 0)
+		nd = 1;
+	else if (nf == 1)
+		nd = mime_address_domains(from[0], doms, VERDICT_FROM_DOMAINS);
+	for (size_t i = 0; i < nf; i++)
+		free(from[i]);
+	free(from);
+
+	v->ndmarc = 0;
+	v->dmarc_main = 0;
+	if (nf != 1 || nd == 0) {
+		struct dmarc_result *d = &v->dmarc[v->ndmarc++];
+		memset(d, 0, sizeof(*d));
+		d->res = nf == 0 ? AR_NONE : AR_PERMERROR;
+		str_copy(d->reason, nf == 0 ? "no From field" : nf > 1 ? "several From fields" : why ? why : "no From domain",
+			 sizeof(d->reason));
+		if (nf <= 1)
+			add_test(v, nf == 0 ? "FROM_MISSING" : "FROM_INVALID", cfg->bad_from_score);
+		return nf > 1;
+	}
+	bool bad = false;
+	for (size_t i = 0; i < nd; i++) {
+		struct dmarc_result *d = &v->dmarc[v->ndmarc];
+		memset(d, 0, sizeof(*d));
+		if (!domain_syntax_ok(doms[i])) {
+			d->res = AR_PERMERROR;
+			str_copy(d->from_domain, doms[i], sizeof(d->from_domain));
+			str_copy(d->reason, "not a valid domain", sizeof(d->reason));
+			bad = true;
+		} else {
+			dmarc_verify(m->ck->dns, doms[i], spf, &v->dkim, d);
+		}
+		if (dmarc_rank(d) > dmarc_rank(&v->dmarc[v->dmarc_main]))
+			v->dmarc_main = v->ndmarc;
+		v->ndmarc++;
+	}
+	if (bad)
+		add_test(v, "FROM_INVALID", cfg->bad_from_score);
+	return false;
+}
+
 /* ------------------------------------------------------------- verdict */
 
 void checks_verdict(struct msgcheck *m, const struct tx_info *tx, struct verdict *v)
@@ -244,24 +347,10 @@ void checks_verdict(struct msgcheck *m, const struct tx_info *tx, struct verdict
 	if (m->dkim)
 		dkimv_eom(m->dkim, &v->dkim);
 
-	bool dmarc_done = false;
-	if (cfg->dmarc_check && m->ck && m->ck->dns) {
-		char **from = NULL;
-		size_t nf = msgcheck_from_values(m, &from);
-		const char *why = NULL;
-		char dom[256];
-		dmarc_done = true;
-		if (dmarc_from_domain((const char *const *)from, nf, dom, sizeof(dom), &why) == 0) {
-			static const struct spf_result no_spf = { .res = AR_NONE };
-			dmarc_verify(m->ck->dns, dom, tx->spf ? tx->spf : &no_spf, &v->dkim, &v->dmarc);
-		} else {
-			v->dmarc.res = AR_PERMERROR;
-			str_copy(v->dmarc.reason, why ? why : "no From domain", sizeof(v->dmarc.reason));
-		}
-		for (size_t i = 0; i < nf; i++)
-			free(from[i]);
-		free(from);
-	}
+	bool dmarc_done = cfg->dmarc_check && m->ck && m->ck->dns;
+	bool several_from = false;
+	if (dmarc_done)
+		several_from = dmarc_all(m, tx, v);
 	if (uc)
 		rbl_finish(&uc, clock_mono_ms() + cfg->dns_timeout_ms, &v->uribl);
 
@@ -285,17 +374,22 @@ void checks_verdict(struct msgcheck *m, const struct tx_info *tx, struct verdict
 			break;
 		}
 	}
-	bool dkim_pass = false, dkim_fail = false;
+	bool dkim_pass = false, dkim_fail = false, dkim_temp = false;
 	for (size_t i = 0; i < v->dkim.n; i++) {
 		dkim_pass |= v->dkim.v[i].res == AR_PASS;
 		dkim_fail |= v->dkim.v[i].res == AR_FAIL;
-		dns_failed |= v->dkim.v[i].res == AR_TEMPERROR;
+		dkim_temp |= v->dkim.v[i].res == AR_TEMPERROR;
 	}
+	/* A key we could not fetch matters only when no signature passed
+	 * (with one pass, the others change neither DMARC nor the score). */
+	dns_failed |= dkim_temp && !dkim_pass;
 	if (dkim_fail && !dkim_pass)
 		add_test(v, "DKIM_FAIL", cfg->dkim_fail_score);
-	if (v->dmarc.res == AR_FAIL)
+	static const struct dmarc_result no_dmarc = { .res = AR_NONE };
+	const struct dmarc_result *dm = v->ndmarc ? &v->dmarc[v->dmarc_main] : &no_dmarc;
+	if (dm->res == AR_FAIL)
 		add_test(v, "DMARC_FAIL", cfg->dmarc_fail_score);
-	dns_failed |= v->dmarc.res == AR_TEMPERROR;
+	dns_failed |= dm->res == AR_TEMPERROR;
 	if (tx->rbl) {
 		score_rbl(v, tx->rbl, "RBL");
 		dns_failed |= tx->rbl->unavailable;
@@ -304,12 +398,21 @@ void checks_verdict(struct msgcheck *m, const struct tx_info *tx, struct verdict
 	dns_failed |= v->uribl.unavailable;
 
 	/* Decision. */
-	if (v->dmarc.res == AR_FAIL && v->dmarc.action == DMARC_ACT_REJECT && cfg->dmarc_reject) {
+	if (several_from) {
+		/* RFC 5322 section 3.6 allows one From field; with two, a
+		 * reader may show the one DMARC did not check (RFC 7489
+		 * 6.6.1: such messages are typically rejected). */
+		v->action = V_REJECT;
+		snprintf(v->reply, sizeof(v->reply),
+			 "550 5.7.1 Message refused: it has several From fields (RFC 5322 3.6), "
+			 "reference %s",
+			 tx->qid);
+	} else if (dm->res == AR_FAIL && dm->action == DMARC_ACT_REJECT && cfg->dmarc_reject) {
 		v->action = V_REJECT;
 		snprintf(v->reply, sizeof(v->reply),
 			 "550 5.7.1 Message rejected by the DMARC policy of %s, reference %s",
-			 v->dmarc.from_domain, tx->qid);
-	} else if (v->score >= cfg->reject_score) {
+			 dm->from_domain, tx->qid);
+	} else if (v->score >= cfg->reject_score && !tx->postmaster_only) {
 		v->action = V_REJECT;
 		snprintf(v->reply, sizeof(v->reply),
 			 "550 5.7.1 Message refused as spam (score %.1f), reference %s", v->score, tx->qid);
@@ -318,8 +421,7 @@ void checks_verdict(struct msgcheck *m, const struct tx_info *tx, struct verdict
 		snprintf(v->reply, sizeof(v->reply),
 			 "451 4.7.0 Temporary DNS failure while checking the message, try again later (%s)",
 			 tx->qid);
-	} else if ((v->dmarc.res == AR_FAIL && v->dmarc.action == DMARC_ACT_QUARANTINE &&
-		    cfg->dmarc_quarantine) ||
+	} else if ((dm->res == AR_FAIL && dm->action == DMARC_ACT_QUARANTINE && cfg->dmarc_quarantine) ||
 		   v->score >= cfg->junk_score) {
 		v->action = V_JUNK;
 	} else {
@@ -337,10 +439,13 @@ void checks_verdict(struct msgcheck *m, const struct tx_info *tx, struct verdict
 			buf_printf(&v->log, "%s%s(%s)", i ? "," : "", auth_res_name(v->dkim.v[i].res),
 				   log_str(v->dkim.v[i].domain));
 	}
-	if (dmarc_done)
-		buf_printf(&v->log, " dmarc=%s%s%s%s", auth_res_name(v->dmarc.res),
-			   v->dmarc.policy[0] ? "(p=" : "", v->dmarc.policy,
-			   v->dmarc.policy[0] ? ")" : "");
+	for (size_t i = 0; dmarc_done && i < v->ndmarc; i++) {
+		const struct dmarc_result *d = &v->dmarc[i];
+		buf_printf(&v->log, "%s%s%s%s%s", i ? "," : " dmarc=", auth_res_name(d->res),
+			   d->policy[0] ? "(p=" : "", d->policy, d->policy[0] ? ")" : "");
+		if (v->ndmarc > 1)
+			buf_printf(&v->log, "[%s]", log_str(d->from_domain));
+	}
 	struct buf rb;
 	buf_init(&rb, 64 * 1024);
 	if (tx->rbl) {

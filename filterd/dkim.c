@@ -13,8 +13,8 @@
  * the end of the header section we start one TXT lookup per signature's
  * selector._domainkey.domain (section 3.6.2.1), so the key lookup
  * callback inside dkim_eom() finds a query that ran while the body came
- * in.  A wait ends at our DNS timeout; once one lookup of a message has
- * timed out, the others only take what has already arrived.
+ * in.  All the key lookups of a message share one deadline, one DNS
+ * timeout after the first key is needed.
  *
  * Every signature is judged (DMARC wants any aligned pass), at most
  * DKIMV_MAX_SIGS; results in RFC 8601 section 2.7.1 terms: signature and
@@ -57,7 +57,8 @@ struct dkimv {
 	DKIM *d;
 	struct dns *dns;
 	char qid[64];
-	bool eoh, eom, nosig, unusable, dns_timed_out;
+	bool eoh, eom, nosig, unusable;
+	int64_t key_deadline;    /* every key lookup ends by then (0: not set) */
 	size_t nfields, nsigs, dropped;
 	uint64_t bodylen;
 	char last;               /* the last body byte */
@@ -113,26 +114,15 @@ static struct keyq *key_start(struct dkimv *v, const char *name)
 /* The answer for k, waiting at most our DNS timeout. */
 static void key_collect(struct dkimv *v, struct keyq *k)
 {
-	struct dns_answer a, b;
+	struct dns_answer a;
 	if (k->state != K_PENDING)
 		return;
-	if (!v->dns_timed_out) {
-		/* The same lookup again joins the running one (or hits the
-		 * cache) and is bounded by the DNS timeout, which dns_wait()
-		 * would need us to know. */
-		dns_lookup(v->dns, k->name, DNS_T_TXT, &a);
-		dns_wait(&k->q, 0, &b); /* the first one, if it has ended */
-		if (a.outcome == DNS_TEMPFAIL && b.outcome != DNS_TEMPFAIL) {
-			dns_answer_free(&a);
-			a = b;
-		} else {
-			dns_answer_free(&b);
-		}
-		if (a.outcome == DNS_TEMPFAIL && a.error && strcmp(a.error, "timeout") == 0)
-			v->dns_timed_out = true;
-	} else {
-		dns_wait(&k->q, 0, &a); /* only what has arrived */
-	}
+	/* One deadline for all the keys of a message: the lookups started
+	 * at the end of the header run in parallel, so a message waits one
+	 * DNS timeout at most, however many signatures it has. */
+	if (v->key_deadline == 0)
+		v->key_deadline = clock_mono_ms() + dns_timeout(v->dns);
+	dns_wait(&k->q, v->key_deadline, &a);
 	if (a.outcome == DNS_PASS && a.n > 0) {
 		/* Section 3.6.2.2: of several records, we may choose one. */
 		const char *rec = a.rr[0];

@@ -291,8 +291,10 @@ struct tx_info {
 	const char *qid, *ip, *helo, *mail_from;
 	const struct spf_result *spf; /* NULL: not checked */
 	const struct rbl_result *rbl; /* NULL: no lists */
+	bool postmaster_only;         /* a blocked client writing to postmaster */
 };
 enum verdict_action { V_INBOX, V_JUNK, V_REJECT, V_TEMPFAIL };
+#define VERDICT_FROM_DOMAINS 8
 struct verdict {
 	enum verdict_action action;
 	double score;
@@ -301,7 +303,11 @@ struct verdict {
 	struct buf log;               /* " spf=... dkim=... dmarc=... rbl=... score=..." */
 	struct buf headers;           /* Authentication-Results, X-Spam-*, X-RBL-Status */
 	struct dkim_results dkim;
-	struct dmarc_result dmarc;
+	/* DMARC for each domain of the From field (RFC 7489 6.6.1: every
+	 * author domain is evaluated, the strictest failing policy wins). */
+	struct dmarc_result dmarc[VERDICT_FROM_DOMAINS];
+	size_t ndmarc;                /* >= 1 when DMARC ran */
+	size_t dmarc_main;            /* the one that decides */
 	struct rbl_result uribl;
 };
 /* DKIM, DMARC, URI lists and the score at the end of the text. */

@@ -208,15 +208,23 @@ static bool ar_is_ours(struct slice v, const char *hostname)
 		while (i < v.len && (v.p[i] == ' ' || v.p[i] == '\t' || v.p[i] == '\r' || v.p[i] == '\n'))
 			i++;
 	}
-	bool quoted = i < v.len && v.p[i] == '"';
-	if (quoted)
-		i++;
-	size_t start = i;
-	while (i < v.len && v.p[i] != ';' && v.p[i] != ' ' && v.p[i] != '\t' && v.p[i] != '\r' &&
-	       v.p[i] != '\n' && v.p[i] != '"' && v.p[i] != '(')
-		i++;
+	/* The id, with quoted pairs of a quoted string undone. */
+	char id[256];
+	size_t n = 0;
+	if (i < v.len && v.p[i] == '"') {
+		for (i++; i < v.len && v.p[i] != '"' && n < sizeof(id); i++) {
+			if (v.p[i] == '\\' && i + 1 < v.len)
+				i++;
+			id[n++] = v.p[i];
+		}
+	} else {
+		for (; i < v.len && v.p[i] != ';' && v.p[i] != ' ' && v.p[i] != '\t' && v.p[i] != '\r' &&
+		       v.p[i] != '\n' && v.p[i] != '(' && n < sizeof(id);
+		     i++)
+			id[n++] = v.p[i];
+	}
 	size_t hl = strlen(hostname);
-	return i - start == hl && strncasecmp(v.p + start, hostname, hl) == 0;
+	return n == hl && strncasecmp(id, hostname, hl) == 0;
 }
 
 bool msgcheck_field_removed(const struct msgcheck *m, size_t i)

@@ -275,11 +275,13 @@ static void cmd_rcpt(struct session *s, struct slice args)
 		rbl_finish(&s->rblq, s->connect_ms + s->cfg->dns_timeout_ms, &s->rbl);
 		s->rbl_done = true;
 	}
-	if (s->rbl_done && s->rbl.score >= s->cfg->rbl_reject_score) {
+	/* A listed client may still write to postmaster (RFC 5321 4.5.1):
+	 * that is how a blocked sender reaches us. */
+	if (s->rbl_done && s->rbl.score >= s->cfg->rbl_reject_score && !str_iprefix(addr, "postmaster@")) {
 		struct buf rb;
 		buf_init(&rb, 4096);
 		rbl_result_format(&s->rbl, false, &rb);
-		reject_rcpt(s, addr, "554 5.7.1 Service unavailable; client [%s] blocked by %s",
+		reject_rcpt(s, addr, "550 5.7.1 Service unavailable; client [%s] blocked by %s",
 			    s->ip, rb.data ? rb.data : "DNS lists");
 		buf_free(&rb);
 		return;

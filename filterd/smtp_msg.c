@@ -54,6 +54,8 @@ static void deliver_checked(struct session *s)
 		.mail_from = s->from.addr,
 		.spf = s->spf_done ? &s->spf : NULL,
 		.rbl = s->rbl_done ? &s->rbl : NULL,
+		/* Only postmaster passed RCPT (the others were refused). */
+		.postmaster_only = s->rbl_done && s->rbl.score >= s->cfg->rbl_reject_score,
 	};
 	struct verdict v;
 	checks_verdict(&s->mc, &tx, &v);

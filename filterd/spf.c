@@ -43,6 +43,7 @@
 #ifndef SPF_MAX_TIME_MS
 #define SPF_MAX_TIME_MS 20000 /* then temperror (4.6.4) */
 #endif
+#define SPF_MAX_TIMEOUTS 4 /* the whole check: at most this many DNS timeouts */
 
 struct spf_verifier {
 	struct dns *dns;
@@ -194,8 +195,13 @@ static SPF_dns_rr_t *layer_lookup(SPF_dns_server_t *s, const char *domain, ns_ty
 	struct dns_answer a = { .outcome = DNS_NXDOMAIN };
 	if (clock_mono_ms() >= st->deadline)
 		a = (struct dns_answer){ .outcome = DNS_TEMPFAIL, .error = xstrdup("time limit") };
-	else if (domain_ok(domain, false))
-		dns_lookup(v->dns, domain, qtype, &a);
+	else if (domain_ok(domain, false)) {
+		/* Each lookup waits our DNS timeout, and never past the
+		 * check's deadline. */
+		int64_t until = clock_mono_ms() + dns_timeout(v->dns);
+		struct dns_query *q = dns_start(v->dns, domain, qtype);
+		dns_wait(&q, until < st->deadline ? until : st->deadline, &a);
+	}
 	bool ptr = qtype == DNS_T_PTR || (sub && st->names_ptr);
 	SPF_dns_stat_t h = a.outcome == DNS_PASS ? NETDB_SUCCESS
 			 : a.outcome == DNS_NODATA ? NO_DATA
@@ -232,7 +238,9 @@ static SPF_errcode_t layer_get_exp(SPF_server_t *server, const char *domain, cha
 			return SPF_E_DNS_ERROR;
 		struct dns_answer a;
 		str_copy(st->exp_dom, domain, sizeof(st->exp_dom)); /* *bufp == domain */
-		dns_lookup(st->v->dns, domain, DNS_T_TXT, &a);
+		int64_t until = clock_mono_ms() + dns_timeout(st->v->dns);
+		struct dns_query *q = dns_start(st->v->dns, domain, DNS_T_TXT);
+		dns_wait(&q, until < st->deadline ? until : st->deadline, &a);
 		free(st->exp_txt);
 		st->exp_txt = a.outcome == DNS_PASS && a.n == 1 ? xstrdup(a.rr[0]) : NULL;
 		dns_answer_free(&a);
@@ -466,7 +474,11 @@ void spf_verify(struct spf_verifier *v, const char *ip, const char *helo, const 
 	memset(st, 0, sizeof(*st));
 	st->v = v;
 	st->req = rq;
-	st->deadline = clock_mono_ms() + SPF_MAX_TIME_MS;
+	/* RFC 7208 4.6.4: at least 20 seconds are allowed, but a session
+	 * must not wait on a slow zone for much more than a few of our DNS
+	 * timeouts (the client's MAIL timeout is 5 minutes). */
+	int64_t limit = SPF_MAX_TIMEOUTS * dns_timeout(v->dns);
+	st->deadline = clock_mono_ms() + (limit < SPF_MAX_TIME_MS ? limit : SPF_MAX_TIME_MS);
 	cur = st;
 	if (setjmp(st->jb) == 0)
 		st->err = SPF_request_query_mailfrom(rq, &st->rs);

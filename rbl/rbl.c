@@ -94,62 +94,66 @@ struct rbl_check *rbl_start_domains(struct dns *dns, const struct rbl_list *zone
 	return c;
 }
 
-static void add_entry(struct rbl_result *r, enum rbl_status st, const struct rbl_query *q,
-		      const char *code, double score)
+static void add_entry(struct rbl_result *r, enum rbl_status st, const struct rbl_zone *zone,
+		      const char *name, const char *code, double score)
 {
 	r->v = xrealloc(r->v, (r->n + 1) * sizeof(*r->v));
 	struct rbl_entry *e = &r->v[r->n++];
 	e->status = st;
-	e->zone = xstrdup(q->zone->zone);
-	e->name = xstrdup(q->name);
+	e->zone = xstrdup(zone->zone);
+	e->name = xstrdup(name);
 	str_copy(e->code, code, sizeof(e->code));
 	e->score = score;
 }
 
-static void judge(struct rbl_result *r, const struct rbl_query *q, const struct dns_answer *a,
-		  const char *log_id)
+void rbl_judge(struct rbl_result *r, const struct rbl_zone *zone, const char *name,
+	       const struct dns_answer *a, const char *log_id)
 {
 	if (a->outcome == DNS_NXDOMAIN || a->outcome == DNS_NODATA)
 		return; /* not listed */
 	if (a->outcome == DNS_TEMPFAIL) {
-		log_warnx(log_id, "rbl: %s unavailable for %s: %s", q->zone->zone, log_str(q->name),
+		log_warnx(log_id, "rbl: %s unavailable for %s: %s", zone->zone, log_str(name),
 			  a->error ? a->error : "temporary error");
-		add_entry(r, RBL_UNAVAILABLE, q, "", 0);
+		add_entry(r, RBL_UNAVAILABLE, zone, name, "", 0);
 		r->unavailable = true;
 		return;
 	}
 	/* One zone may answer several codes (zen: SBL and XBL); each
-	 * configured code scores once. */
-	bool *used = xcalloc(q->zone->ncodes + 1, sizeof(bool));
+	 * configured range scores once, however many of its codes came. */
+	bool *used = xcalloc(zone->ncodes + 1, sizeof(bool));
 	for (size_t i = 0; i < a->n; i++) {
 		struct in_addr in;
 		if (inet_pton(AF_INET, a->rr[i], &in) != 1)
 			continue;
 		uint32_t v = ntohl(in.s_addr);
 		if ((v >> 8) == 0x7fffff) {
-			/* RFC 5782 section 2.1 reserves 127.0.0.1; the lists use
-			 * 127.255.255.x to say "your resolver is refused". */
-			log_errx(log_id, "rbl: %s refuses our queries (answer %s for %s)",
-				 q->zone->zone, a->rr[i], log_str(q->name));
-			add_entry(r, RBL_REFUSED, q, a->rr[i], 0);
-			r->unavailable = true;
+			/* 127.255.255.x is how the lists say "your resolver is
+			 * refused" (Spamhaus: .252 bad query name, .254 public
+			 * resolver, .255 too many queries).  Checked before the
+			 * ranges, since "127.0.0.0-127.255.255.255=1" covers it,
+			 * and kept apart from unavailable: a retry gets the same
+			 * answer, so it must not turn into a 451 for the sender. */
+			log_errx(log_id, "rbl: %s refuses our queries (answer %s for %s)", zone->zone,
+				 a->rr[i], log_str(name));
+			add_entry(r, RBL_REFUSED, zone, name, a->rr[i], 0);
+			r->refused = true;
 			continue;
 		}
 		bool scored = false;
-		for (size_t k = 0; k < q->zone->ncodes; k++) {
-			const struct rbl_code *cd = &q->zone->codes[k];
+		for (size_t k = 0; k < zone->ncodes; k++) {
+			const struct rbl_code *cd = &zone->codes[k];
 			if (v >= cd->lo && v <= cd->hi) {
 				scored = true;
 				if (!used[k]) {
 					used[k] = true;
-					add_entry(r, RBL_LISTED, q, a->rr[i], cd->score);
+					add_entry(r, RBL_LISTED, zone, name, a->rr[i], cd->score);
 					r->score += cd->score;
 				}
 				break;
 			}
 		}
 		if (!scored)
-			add_entry(r, RBL_UNSCORED, q, a->rr[i], 0);
+			add_entry(r, RBL_UNSCORED, zone, name, a->rr[i], 0);
 	}
 	free(used);
 }
@@ -164,7 +168,7 @@ void rbl_finish(struct rbl_check **cp, int64_t deadline_ms, struct rbl_result *r
 	for (size_t i = 0; i < c->n; i++) {
 		struct dns_answer a;
 		dns_wait(&c->v[i].q, deadline_ms, &a);
-		judge(r, &c->v[i], &a, NULL);
+		rbl_judge(r, c->v[i].zone, c->v[i].name, &a, NULL);
 		dns_answer_free(&a);
 		free(c->v[i].name);
 	}

@@ -123,6 +123,60 @@ class DNSServer:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+class SlowDNS:
+    """A UDP proxy on 127.0.0.1 that forwards each DNS query to upstream
+    (host, port) and sends the answer back `delay` seconds later: a
+    resolver that answers, but slowly.  Counts the queries it saw."""
+
+    def __init__(self, upstream, delay):
+        import threading
+        self.upstream = upstream
+        self.delay = delay
+        self.queries = 0
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.running = True
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    @property
+    def addr(self):
+        return f"127.0.0.1:{self.port}"
+
+    def _serve(self):
+        import threading
+        self.sock.settimeout(0.2)
+        while self.running:
+            try:
+                data, client = self.sock.recvfrom(65535)
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            self.queries += 1
+            threading.Thread(target=self._answer, args=(data, client), daemon=True).start()
+
+    def _answer(self, data, client):
+        up = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        up.settimeout(5)
+        try:
+            up.sendto(data, self.upstream)
+            reply, _ = up.recvfrom(65535)
+            time.sleep(self.delay)
+            if self.running:
+                self.sock.sendto(reply, client)
+        except OSError:
+            pass
+        finally:
+            up.close()
+
+    def close(self):
+        self.running = False
+        self.thread.join(2)
+        self.sock.close()
+
+
 def txt_line(name, text):
     """A dnsmasq txt-record line; text longer than 255 octets is split
     into several character-strings (RFC 7208 3.3, RFC 6376 3.6.2.2)."""
@@ -223,8 +277,9 @@ def to_lf(msg):
 class RawSMTP:
     """A byte-level SMTP client: send exactly what a test says, read replies."""
 
-    def __init__(self, port, host="127.0.0.1", timeout=10, tls_ctx=None, read_banner=True):
-        self.sock = socket.create_connection((host, port), timeout)
+    def __init__(self, port, host="127.0.0.1", timeout=10, tls_ctx=None, read_banner=True,
+                 source_address=None):
+        self.sock = socket.create_connection((host, port), timeout, source_address)
         self.timeout = timeout
         if tls_ctx is not None:
             self.sock = tls_ctx.wrap_socket(self.sock, server_hostname=host)

@@ -74,10 +74,14 @@ def zone_lines(k):
         t("many1.test", "v=spf1 " + " ".join(f"a:h{i}.many.test" for i in range(1, 6)) + " -all"),
         t("many2.test", "v=spf1 " + " ".join(f"a:h{i}.many.test" for i in range(6, 11)) + " -all"),
         t("helo.pass.test", spf([GOOD])),
+        # three void lookups (RFC 7208 4.6.4 allows two)
+        t("void.test", f"v=spf1 a:nx1.void.test a:nx2.void.test a:nx3.void.test ip4:{GOOD} -all"),
+        t("void2.test", f"v=spf1 a:nx1.void.test a:nx2.void.test ip4:{GOOD} -all"),
         # DKIM keys
         t("sel._domainkey.dkim.test", k["rsa_dns"]),
         t("ed._domainkey.dkim.test", k["ed_dns"]),
         t("sel._domainkey.other-signer.test", k["rsa_dns"]),
+        *[t(f"s{i}._domainkey.dkim.test", k["rsa_dns"]) for i in range(1, 17)],
         t("dkim.test", spf([GOOD])),
         # DMARC
         t("reject.test", spf([GOOD])),
@@ -118,7 +122,7 @@ def dns(keys):
 
 
 CHECKS = {
-    "rbl": None,  # set per gateway (a list key written as extra lines)
+    "postmaster_address": "bob@example.test",
     "junk_score": "5",
     "reject_score": "10",
     "rbl_reject_score": "10",
@@ -240,6 +244,13 @@ def test_spf_too_many_lookups_is_permerror(agw):
     assert "SPF_PERMERROR" in gwlib.check_headers(c)["X-Spam-Status"]
 
 
+def test_spf_void_lookup_limit(agw):
+    _, c = deliver(agw, "user@void.test", uniq("spf void"))
+    assert "spf=permerror" in ar(c) and "void" in ar(c), ar(c)
+    _, c = deliver(agw, "user@void2.test", uniq("spf two voids"))
+    assert "spf=pass" in ar(c), ar(c)
+
+
 def test_spf_missing_domain_is_none(agw):
     _, c = deliver(agw, "user@nosuch.test", uniq("spf none"))
     assert "spf=none" in ar(c)
@@ -259,7 +270,8 @@ def test_spf_timeout_is_temperror(agw):
     _, c = deliver(agw, "user@slow.test", uniq("spf slow"))
     assert "spf=temperror" in ar(c)
     assert time.monotonic() - t0 < 20
-    assert re.search(r"spf=temperror", agw.log())
+    qid = re.search(rb"id (\w+)", c).group(1).decode()
+    assert re.search(qid + r": .* spf=temperror .*action=deliver folder=INBOX", agw.log())
 
 
 # ----------------------------------------------------------------- DKIM
@@ -384,10 +396,13 @@ def test_dmarc_reject_passes_with_aligned_dkim(agw, keys):
 
 
 def test_dmarc_quarantine_goes_to_junk(agw):
+    # SPF passes for pass.test, not aligned with From: the score (3) is
+    # under junk_score, so only the policy can put it in Junk.
     s = uniq("dmarc quarantine")
-    folder, c = deliver(agw, "x@quarantine.test", s, source=BAD)
-    assert folder == "Junk"
+    folder, c = deliver(agw, "x@pass.test", s, frm="x@quarantine.test")
     assert "dmarc=fail (p=quarantine)" in ar(c)
+    assert gwlib.check_headers(c)["X-Spam-Score"] == "3.0"
+    assert folder == "Junk"
 
 
 def test_dmarc_none_is_delivered(agw):
@@ -415,6 +430,7 @@ def test_dmarc_strict_spf_alignment(agw):
     s = uniq("dmarc strict")
     stage, code, text = send(agw, "u@mail.strict.test", message("u@strict.test", s))
     assert (stage, code) == ("data", 550), (stage, code, text)
+    assert "DMARC policy of strict.test" in text
 
 
 def test_dmarc_relaxed_spf_alignment(agw):
@@ -434,10 +450,43 @@ def test_dmarc_subdomain_policy(agw):
 
 
 def test_dmarc_pct_zero_samples_out(agw):
-    # p=reject with pct=0: a failing message gets the next policy down.
+    # p=reject with pct=0: a failing message gets the next policy down
+    # (quarantine), not the 550.
     s = uniq("dmarc pct")
-    folder, c = deliver(agw, "u@pct.test", s, source=BAD)
-    assert folder == "Junk", ar(c)
+    folder, c = deliver(agw, "u@pass.test", s, frm="u@pct.test")
+    assert "dmarc=fail (p=reject, sampled out by pct)" in ar(c), ar(c)
+    assert gwlib.check_headers(c)["X-Spam-Score"] == "3.0"
+    assert folder == "Junk"
+
+
+def test_dmarc_several_from_fields_refused(agw):
+    # A reader may show either field; DMARC could check only one.
+    s = uniq("two from")
+    msg = message("x@pass.test", s, extra=b"From: CEO <ceo@reject.test>\r\n")
+    stage, code, text = send(agw, "x@pass.test", msg)
+    assert (stage, code) == ("data", 550) and "several From fields" in text, (stage, code, text)
+
+
+@pytest.mark.parametrize("frm", [
+    "CEO <ceo@reject.test>, <x@pass.test>",   # two domains: the strictest policy
+    "CEO <ceo@reject.test",                   # no closing bracket
+    '"CEO <ceo@reject.test>',                 # unclosed quote
+    "CEO <ceo@reject.test>;",                 # trailing junk
+])
+def test_dmarc_malformed_from_still_evaluated(agw, frm):
+    s = uniq("bad from")
+    msg = (f"From: {frm}\r\nTo: <{RCPT}>\r\nSubject: {s}\r\n\r\nhello\r\n").encode()
+    stage, code, text = send(agw, "x@pass.test", msg)
+    assert (stage, code) == ("data", 550), (frm, stage, code, text)
+    assert "DMARC policy of reject.test" in text
+
+
+def test_missing_from_scores(agw):
+    s = uniq("no from")
+    msg = f"To: <{RCPT}>\r\nSubject: {s}\r\n\r\nhello\r\n".encode()
+    folder, c = deliver(agw, "x@pass.test", s, msg=msg)
+    assert 'dmarc=none reason="no From field"' in ar(c), ar(c)
+    assert gwlib.check_headers(c)["X-Spam-Status"].endswith("tests=FROM_MISSING")
 
 
 def test_dmarc_no_record(agw):
@@ -454,13 +503,20 @@ def test_rbl_listed_goes_to_junk(agw):
     assert folder == "Junk"
     h = gwlib.check_headers(c)
     assert "RBL_BL_TEST" in h["X-Spam-Status"] and h["X-RBL-Status"].startswith("bl.test=127.0.0.2")
-    assert re.search(r"rbl=bl\.test=127\.0\.0\.2\(\+6\).*score=6\.0", agw.log())
+    qid = re.search(rb"id (\w+)", c).group(1).decode()
+    assert re.search(qid + r": .*rbl=bl\.test=127\.0\.0\.2\(\+6\).*score=6\.0 .*folder=Junk", agw.log())
 
 
 def test_rbl_reject_at_rcpt(agw):
     stage, code, text = send(agw, "u@nosuch.test", message("u@nosuch.test", "x"), source=BLOCKED)
-    assert (stage, code) == ("rcpt", 554), (stage, code, text)
-    assert "bl.test" in text and BLOCKED in text
+    assert (stage, code) == ("rcpt", 550), (stage, code, text)
+    assert text.startswith("5.7.1") and "bl.test" in text and BLOCKED in text
+    # Postmaster stays reachable (RFC 5321 4.5.1), in Junk at worst.
+    s = uniq("to postmaster")
+    stage, code, text = send(agw, "u@nosuch.test", message("u@nosuch.test", s), source=BLOCKED,
+                             rcpt="postmaster@example.test")
+    assert (stage, code) == ("data", 250), (stage, code, text)
+    assert agw.find_message_in("bob@example.test", s, "Junk")
 
 
 def test_dnswl_offsets_listing(agw):
@@ -510,6 +566,75 @@ def test_total_score_rejects_with_reference(agw):
     m = re.search(r"5\.7\.1 .*score 12\.0.*reference (\w+)", text)
     assert m, text
     assert re.search(m.group(1) + r": .*tests=RBL_BL_TEST,URIBL_DBL_TEST action=reject", agw.log())
+
+
+def test_dkim_over_bdat(agw, keys):
+    s = uniq("dkim bdat")
+    msg = sign(message("a@dkim.test", s, body="line one\r\nline two\r\n" * 50), "dkim.test", keys["rsa"])
+    with agw.raw(source_address=(GOOD, 0)) as c:
+        c.ehlo()
+        assert c.cmd("MAIL FROM:<a@dkim.test>")[0] == 250
+        assert c.cmd(f"RCPT TO:<{RCPT}>")[0] == 250
+        third = len(msg) // 3
+        chunks = [msg[:third], msg[third:2 * third], msg[2 * third:]]
+        for i, ch in enumerate(chunks):
+            last = " LAST" if i == 2 else ""
+            c.send(f"BDAT {len(ch)}{last}\r\n".encode() + ch)
+            code, text = c.reply()
+            assert code == 250, (code, text)
+    _, content = landed(agw, s)
+    r = dkim_results(content)
+    assert len(r) == 1 and r[0][0] == "pass", ar(content)
+
+
+def test_dkim_many_signatures_slow_dns(keys, dns, tls_cert):
+    """16 signatures whose keys come from a resolver that takes 0.4 s per
+    answer: the lookups run in parallel under one deadline, so all pass
+    (16 lookups one after another would take 6.4 s)."""
+    slow = gwlib.SlowDNS(("127.0.0.1", dns.port), 0.4)
+    g = _new_gateway(tls_cert, dict(CHECKS, dns_servers=slow.addr, dns_timeout_ms="3000"))
+    try:
+        s = uniq("dkim slow")
+        msg = message("a@dkim.test", s)
+        for i in range(1, 17):
+            msg = sign(msg, "dkim.test", keys["rsa"], selector=f"s{i}".encode())
+        t0 = time.monotonic()
+        _, c = deliver(g, "a@dkim.test", s, msg=msg)
+        took = time.monotonic() - t0
+        r = dkim_results(c)
+        assert len(r) == 16 and all(x[0] == "pass" for x in r), ar(c)
+        assert took < 5, took
+    finally:
+        g.cleanup()
+        slow.close()
+
+
+def test_header_section_over_1mib_refused(dns, tls_cert):
+    g = _new_gateway(tls_cert, dict(CHECKS, dns_servers=dns.addr, max_message_size="4m"))
+    try:
+        filler = b"".join(b"X-Filler-%d: %s\r\n" % (i, b"y" * 900) for i in range(1200))
+        msg = message("u@pass.test", uniq("big header"), extra=filler)
+        stage, code, text = send(g, "u@pass.test", msg)
+        assert (stage, code) == ("data", 552) and "header section" in text, (stage, code, text)
+        assert not g.every_delivered_file()
+    finally:
+        g.cleanup()
+
+
+def test_dmarc_policies_can_be_turned_off(dns, tls_cert):
+    g = _new_gateway(tls_cert, dict(CHECKS, dns_servers=dns.addr, dmarc_reject="no",
+                                    dmarc_quarantine="no"))
+    try:
+        # p=reject fail: scored (SPF_FAIL 3 + DMARC_FAIL 3 = 6), not refused.
+        s = uniq("dmarc reject off")
+        folder, c = deliver(g, "x@reject.test", s, source=BAD)
+        assert folder == "Junk" and "dmarc=fail (p=reject)" in ar(c)
+        # p=quarantine fail with score 3: INBOX.
+        s = uniq("dmarc quarantine off")
+        folder, c = deliver(g, "x@pass.test", s, frm="x@quarantine.test")
+        assert folder == "INBOX" and "dmarc=fail (p=quarantine)" in ar(c)
+    finally:
+        g.cleanup()
 
 
 # --------------------------------------------------------------- headers
@@ -592,5 +717,20 @@ def test_unreachable_list_is_explicit(dns, tls_cert):
         g.wait_log("configuration reloaded")
         stage, code, text = send(g, "u@pass.test", message("u@pass.test", uniq("rbl slow 451")))
         assert (stage, code) == ("data", 451), (stage, code, text)
+        # The same for an SPF lookup that times out, without any list.
+        g.write_config(dict(CHECKS, dns_servers=dns.addr, dns_timeout_ms="500",
+                            dns_error_tempfail="yes"))
+        g.reload()
+        g.wait_log("configuration reloaded", start=g.log_size() - 200)
+        stage, code, text = send(g, "u@slow.test", message("u@slow.test", uniq("spf slow 451")))
+        assert (stage, code) == ("data", 451) and text.startswith("4.7.0"), (stage, code, text)
+        # A list that refuses our resolver is an error, but not a
+        # temporary one: no 451 for ever.
+        g.write_config(dict(CHECKS, dns_servers=dns.addr, dns_timeout_ms="500",
+                            dns_error_tempfail="yes"), extra="rbl = refuse.test 127.0.0.2=6\n")
+        g.reload()
+        time.sleep(0.5)
+        folder, c = deliver(g, "u@pass.test", uniq("refused no 451"), source=REFUSING)
+        assert "refuse.test=refused" in gwlib.check_headers(c)["X-RBL-Status"]
     finally:
         g.cleanup()

@@ -164,6 +164,11 @@ static void test_errors(void **state)
 		{ "local_domains = a.test\njunk_score = lots\n", "2: junk_score: not a number" },
 		{ "local_domains = a.test\nreject_score = 1e9\n", "2: reject_score: 1e9 is out of range" },
 		{ "local_domains = a.test\nspf_check = maybe\n", "2: spf_check: must be yes or no" },
+		{ "local_domains = a.test\ndkim_check = no\n", " dmarc_check needs spf_check and dkim_check" },
+		{ "local_domains = a.test\nspf_check = no\n", " dmarc_check needs spf_check and dkim_check" },
+		{ "local_domains = a.test\nreject_score = 4\n", " junk_score must be above 0 and reject_score" },
+		{ "local_domains = a.test\njunk_score = 0\n", " junk_score must be above 0" },
+		{ "local_domains = a.test\nrbl = b.test 127.0.0.2=1e308\n", "2: rbl: b.test: not a score" },
 	};
 	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
 		for (size_t chunk = 0; chunk <= 1; chunk++) {
@@ -205,7 +210,7 @@ static void test_rbl_and_scores(void **state)
 			   "rbl = zen.test 127.0.0.2-127.0.0.3=6 127.0.0.4=4.5\n"
 			   "rbl = WL.test 127.0.0.0-127.255.255.255=-2\n"
 			   "uribl = dbl.test 127.0.1.2=5\n"
-			   "junk_score = 4.5\nreject_score = -1\n";
+			   "junk_score = 4.5\nreject_score = 4.5\n";
 	for (size_t chunk = 0; chunk <= 1; chunk++) {
 		assert_int_equal(parse(text, chunk, &c, &err), 0);
 		assert_int_equal(c->rbl.n, 2);
@@ -220,7 +225,7 @@ static void test_rbl_and_scores(void **state)
 		assert_string_equal(c->rbl.v[1].zone, "wl.test");
 		assert_true(c->rbl.v[1].codes[0].score == -2.0);
 		assert_int_equal(c->uribl.n, 1);
-		assert_true(c->junk_score == 4.5 && c->reject_score == -1.0);
+		assert_true(c->junk_score == 4.5 && c->reject_score == 4.5);
 		/* Defaults of the checks. */
 		assert_true(c->rbl_reject_score == 10.0 && c->spf_fail_score == 3.0);
 		assert_int_equal(c->spf_check, 1);

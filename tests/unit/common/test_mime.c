@@ -1098,9 +1098,30 @@ static void test_performance(void **state)
 	buf_free(&msg);
 }
 
+static void test_address_domains(void **state)
+{
+	(void)state;
+	char d[4][256];
+	/* Plain, several (deduplicated, lower case, trailing dot gone). */
+	assert_int_equal(mime_address_domains(" A <a@X.test>, b@y.test., c@x.test", d, 4), 2);
+	assert_string_equal(d[0], "x.test");
+	assert_string_equal(d[1], "y.test");
+	/* Broken syntax a mail reader still reads (the DMARC fallback). */
+	assert_int_equal(mime_address_domains(" CEO <ceo@bank.test", d, 4), 1);
+	assert_string_equal(d[0], "bank.test");
+	assert_int_equal(mime_address_domains(" \"CEO <ceo@bank.test>", d, 4), 1);
+	assert_string_equal(d[0], "bank.test");
+	/* Groups, the cap, nothing usable. */
+	assert_int_equal(mime_address_domains(" g: a@a.test, b@b.test;, c@c.test", d, 2), 2);
+	assert_int_equal(mime_address_domains(" undisclosed-recipients:;", d, 4), 0);
+	assert_int_equal(mime_address_domains("", d, 4), 0);
+	assert_int_equal(mime_address_domains(" no address here", d, 4), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_address_domains),
 		cmocka_unit_test(test_plain),
 		cmocka_unit_test(test_alternative),
 		cmocka_unit_test(test_mixed_sections),
