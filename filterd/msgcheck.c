@@ -86,6 +86,19 @@ static void header_done(struct msgcheck *m)
 	dkimv_eoh(m->dkim);
 }
 
+/* The line being read is not part of the header: end the header before
+ * it and send the line on as the first of the body. */
+static void body_from_line(struct msgcheck *m)
+{
+	size_t len = m->hdr.len - m->line_start;
+	char *tmp = xmalloc(len ? len : 1);
+	memcpy(tmp, m->hdr.data + m->line_start, len);
+	m->hdr.len = m->line_start;
+	header_done(m);
+	body_out(m, tmp, len, 0);
+	free(tmp);
+}
+
 void msgcheck_feed(struct msgcheck *m, const char *p, size_t n)
 {
 	while (n > 0 && !m->in_body) {
@@ -131,13 +144,7 @@ void msgcheck_feed(struct msgcheck *m, const char *p, size_t n)
 			continue;
 		}
 		/* Not a header line: the body starts here. */
-		size_t blen = m->hdr.len - m->line_start;
-		char *tmp = xmalloc(blen);
-		memcpy(tmp, line, blen);
-		m->hdr.len = m->line_start;
-		header_done(m);
-		body_out(m, tmp, blen, 0);
-		free(tmp);
+		body_from_line(m);
 		break;
 	}
 	if (n > 0)
@@ -154,12 +161,7 @@ void msgcheck_end(struct msgcheck *m)
 		const char *line = m->hdr.data + m->line_start;
 		size_t len = m->hdr.len - m->line_start;
 		if (!field_name_ok(line, len) && !(line[0] == ' ' || line[0] == '\t')) {
-			char *tmp = xmalloc(len);
-			memcpy(tmp, line, len);
-			m->hdr.len = m->line_start;
-			header_done(m);
-			body_out(m, tmp, len, 0);
-			free(tmp);
+			body_from_line(m);
 			return;
 		}
 		if (line[0] != ' ' && line[0] != '\t') {

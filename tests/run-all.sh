@@ -10,9 +10,14 @@ unit=$(tail -n 1 "$log")
 upass=$(echo "$unit" | sed -n 's/^unit: \([0-9]*\) passed, \([0-9]*\) failed.*/\1/p')
 ufail=$(echo "$unit" | sed -n 's/^unit: \([0-9]*\) passed, \([0-9]*\) failed.*/\2/p')
 echo "== integration tests"
-BIN_DIR=$(cd "$BIN" && pwd) "$PYTHON" -m pytest -q -p no:cacheprovider -rfE tests/integration | tee "$log"
-irc=$?
-ipass=$(grep -Eo '[0-9]+ passed' "$log" | tail -n 1 | cut -d' ' -f1)
-ifail=$(grep -Eo '[0-9]+ (failed|error|errors)' "$log" | awk '{s+=$1} END {print s+0}')
+# pytest's own exit status (a pipeline's is tee's), and its counts from
+# its last line only ("1 failed, 208 passed in 171.61s"): the logs it
+# prints for a failed test may contain such words too.
+{ BIN_DIR=$(cd "$BIN" && pwd) "$PYTHON" -m pytest -q -p no:cacheprovider -rfE tests/integration
+  echo $? >"$log.rc"; } | tee "$log"
+irc=$(cat "$log.rc" 2>/dev/null || echo 1); rm -f "$log.rc"
+last=$(grep -E '^=* ?[0-9]+ (passed|failed|error).* in [0-9.]+s' "$log" | tail -n 1)
+ipass=$(echo "$last" | grep -Eo '[0-9]+ passed' | cut -d' ' -f1)
+ifail=$(echo "$last" | grep -Eo '[0-9]+ (failed|error|errors)' | awk '{s+=$1} END {print s+0}')
 echo "SUMMARY: unit ${upass:-0} passed, ${ufail:-0} failed; integration ${ipass:-0} passed, ${ifail:-0} failed"
 [ "${ufail:-1}" = 0 ] && [ $irc -eq 0 ] && [ -n "$upass" ]

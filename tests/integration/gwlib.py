@@ -39,11 +39,7 @@ SYSTEM_PSL = "/usr/share/publicsuffix/public_suffix_list.dat"
 
 
 def free_udp_port():
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+    return free_port(socket.SOCK_DGRAM)
 
 
 def write_psl(path):
@@ -184,8 +180,9 @@ def txt_line(name, text):
     return "txt-record=" + name + "," + ",".join('"' + p.replace('"', '\\"') + '"' for p in parts)
 
 
-def free_port():
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+def free_port(kind=socket.SOCK_STREAM):
+    """A port on 127.0.0.1 that is free now (TCP, or UDP with SOCK_DGRAM)."""
+    s = socket.socket(socket.AF_INET, kind)
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
     s.close()

@@ -279,7 +279,7 @@ def test_spf_timeout_is_temperror(agw):
 
 def dkim_results(c):
     return re.findall(r"dkim=(\w+)(?: reason=(\"[^\"]*\"|\S+))? header\.d=(\S+) header\.s=(\S+)"
-                      r" header\.b=([^;\s]+)", ar(c))
+                      r" header\.b=\"?([^;\s\"]+)\"?", ar(c))
 
 
 @pytest.mark.parametrize("canon", [(b"relaxed", b"simple"), (b"relaxed", b"relaxed"),

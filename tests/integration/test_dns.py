@@ -2,7 +2,6 @@
 server on loopback: dnsmasq serving a small test zone."""
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -14,21 +13,13 @@ import gwlib
 DNSMASQ = shutil.which("dnsmasq") or "/usr/sbin/dnsmasq"
 
 
-def free_udp_port():
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
 @pytest.fixture
 def dns():
     if not os.access(DNSMASQ, os.X_OK):
         pytest.skip("dnsmasq is not installed")
     d = tempfile.mkdtemp(prefix="dns-it-")
     for attempt in range(5):
-        port = free_udp_port()
+        port = gwlib.free_udp_port()
         p = subprocess.Popen([
             DNSMASQ, "--no-daemon", f"--port={port}", "--listen-address=127.0.0.1",
             "--bind-interfaces", "--no-resolv", "--no-hosts", "--local=/test/",
@@ -88,7 +79,7 @@ def test_nodata_nxdomain_and_timeout(dns):
     rc, out, _ = dns("A", "nope.example.test")
     assert rc == 2 and "nxdomain" in out, out
     # Nobody on that port: our deadline, reported as a temporary error.
-    dead = free_udp_port()
+    dead = gwlib.free_udp_port()
     dns.write(f"127.0.0.1:{dead}", timeout=500)
     t0 = time.monotonic()
     rc, out, _ = dns("A", "mx.example.test")
