@@ -16,20 +16,21 @@ PYTHON  ?= /usr/bin/python3
 # Debian packages the build, the tests and the demo need.
 DEB_PKGS = gcc make pkg-config libssl-dev libsqlite3-dev libcmocka-dev libcrypt-dev \
 	   libgmime-3.0-dev libunbound-dev libspf2-dev libopendkim-dev libopendmarc-dev \
-	   publicsuffix python3-dkim python3-nacl dnsmasq-base openssl python3 python3-pytest swaks curl procps isync mutt tmux
+	   libpcre2-dev publicsuffix python3-dkim python3-nacl spamassassin dnsmasq-base openssl python3 python3-pytest swaks curl procps isync mutt tmux
 
-PKGS     = openssl sqlite3 gmime-3.0 opendkim
+PKGS     = openssl sqlite3 gmime-3.0 opendkim libpcre2-8
 OPTFLAGS ?= -O2
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 CFLAGS_ALL = -std=c17 -D_GNU_SOURCE -g $(OPTFLAGS) -Wall -Wextra -Werror -pthread -I. \
 	     -fno-strict-aliasing $(PKG_CFLAGS) $(SANFLAGS) $(CFLAGS)
-LDLIBS_ALL = $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lssl -lcrypto -lsqlite3 -lgmime-3.0 -lgobject-2.0 -lglib-2.0 -lopendkim) \
+LDLIBS_ALL = $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lssl -lcrypto -lsqlite3 -lgmime-3.0 -lgobject-2.0 -lglib-2.0 -lopendkim -lpcre2-8) \
 	     -lspf2 -lopendmarc -lunbound -lcrypt -pthread $(SANFLAGS) $(LDFLAGS)
 TEST_LIBS  = $(shell pkg-config --libs cmocka 2>/dev/null || echo -lcmocka)
 
 COMMON_SRC  = $(wildcard common/*.c)
 STORE_SRC   = $(wildcard store/*.c)
 RBL_SRC     = $(wildcard rbl/*.c)
+RULES_SRC   = $(wildcard rules/*.c)
 FILTERD_SRC = $(filter-out filterd/main.c,$(wildcard filterd/*.c))
 IMAPD_SRC   = $(filter-out imapd/main.c,$(wildcard imapd/*.c))
 TOOLS_SRC   = $(filter-out tools/mailctl.c,$(wildcard tools/*.c))
@@ -37,6 +38,7 @@ TOOLS_SRC   = $(filter-out tools/mailctl.c,$(wildcard tools/*.c))
 LIBCOMMON  = $(O)/libcommon.a
 LIBSTORE   = $(O)/libstore.a
 LIBRBL     = $(O)/librbl.a
+LIBRULES   = $(O)/librules.a
 LIBFILTERD = $(O)/libfilterd.a
 LIBIMAPD   = $(O)/libimapd.a
 
@@ -47,6 +49,7 @@ UNIT_TESTS = $(UNIT_SRC:%.c=$(O)/%)
 BENCH_BIN  = $(O)/tests/bench/smtpbench
 IMAPBENCH_BIN = $(O)/tests/bench/imapbench
 POP3BENCH_BIN = $(O)/tests/bench/pop3bench
+RULESBENCH_BIN = $(O)/tests/bench/rulesbench
 
 .PHONY: all deps run check unit integration bench asan fuzz clean install
 all: $(PROGS)
@@ -61,28 +64,33 @@ $(LIBSTORE): $(STORE_SRC:%.c=$(O)/%.o)
 	$(AR) rcs $@ $^
 $(LIBRBL): $(RBL_SRC:%.c=$(O)/%.o)
 	$(AR) rcs $@ $^
+$(LIBRULES): $(RULES_SRC:%.c=$(O)/%.o)
+	@mkdir -p $(dir $@)
+	$(AR) rcs $@ $^
 $(LIBFILTERD): $(FILTERD_SRC:%.c=$(O)/%.o)
 	$(AR) rcs $@ $^
 $(LIBIMAPD): $(IMAPD_SRC:%.c=$(O)/%.o)
 	$(AR) rcs $@ $^
 
-$(BIN)/filterd: $(O)/filterd/main.o $(LIBFILTERD) $(LIBRBL) $(LIBSTORE) $(LIBCOMMON)
+$(BIN)/filterd: $(O)/filterd/main.o $(LIBFILTERD) $(LIBRULES) $(LIBRBL) $(LIBSTORE) $(LIBCOMMON)
 	@mkdir -p $(BIN)
 	$(CC) -o $@ $^ $(LDLIBS_ALL)
 $(BIN)/imapd: $(O)/imapd/main.o $(LIBIMAPD) $(LIBSTORE) $(LIBCOMMON)
 	@mkdir -p $(BIN)
 	$(CC) -o $@ $^ $(LDLIBS_ALL)
-$(BIN)/mailctl: $(O)/tools/mailctl.o $(TOOLS_SRC:%.c=$(O)/%.o) $(LIBSTORE) $(LIBCOMMON)
+$(BIN)/mailctl: $(O)/tools/mailctl.o $(TOOLS_SRC:%.c=$(O)/%.o) $(LIBRULES) $(LIBSTORE) $(LIBCOMMON)
 	@mkdir -p $(BIN)
 	$(CC) -o $@ $^ $(LDLIBS_ALL)
 
 # Unit tests link every library (a test of filterd/ needs libfilterd).
-$(O)/tests/unit/%: $(O)/tests/unit/%.o $(LIBFILTERD) $(LIBIMAPD) $(LIBRBL) $(LIBSTORE) $(LIBCOMMON)
+$(O)/tests/unit/%: $(O)/tests/unit/%.o $(LIBFILTERD) $(LIBIMAPD) $(LIBRULES) $(LIBRBL) $(LIBSTORE) $(LIBCOMMON)
 	$(CC) -o $@ $^ $(TEST_LIBS) $(LDLIBS_ALL)
 
 $(BENCH_BIN): $(O)/tests/bench/smtpbench.o $(LIBCOMMON)
 	$(CC) -o $@ $^ $(LDLIBS_ALL)
 $(IMAPBENCH_BIN): $(O)/tests/bench/imapbench.o $(LIBCOMMON)
+	$(CC) -o $@ $^ $(LDLIBS_ALL)
+$(RULESBENCH_BIN): $(O)/tests/bench/rulesbench.o $(LIBRULES) $(LIBCOMMON)
 	$(CC) -o $@ $^ $(LDLIBS_ALL)
 $(POP3BENCH_BIN): $(O)/tests/bench/pop3bench.o
 	$(CC) -o $@ $^ -pthread
@@ -113,9 +121,10 @@ run: deps
 	@sh tests/demo.sh
 
 bench: deps
-	@$(MAKE) --no-print-directory all $(BENCH_BIN) $(IMAPBENCH_BIN) $(POP3BENCH_BIN)
+	@$(MAKE) --no-print-directory all $(BENCH_BIN) $(IMAPBENCH_BIN) $(POP3BENCH_BIN) $(RULESBENCH_BIN)
 	@BIN_DIR=$(abspath $(BIN)) BENCH_BIN=$(abspath $(BENCH_BIN)) \
 		IMAPBENCH_BIN=$(abspath $(IMAPBENCH_BIN)) POP3BENCH_BIN=$(abspath $(POP3BENCH_BIN)) \
+		RULESBENCH_BIN=$(abspath $(RULESBENCH_BIN)) \
 		sh tests/bench/bench.sh
 
 # libFuzzer targets (clang): make fuzz FUZZ_SECONDS=60

@@ -225,6 +225,7 @@ struct config {
 	int64_t dmarc_reject;        /* 0/1: p=reject + fail refused with 550 5.7.1 */
 	int64_t dmarc_quarantine;    /* 0/1: p=quarantine + fail goes to Junk */
 	char *psl_file;              /* public suffix list (organizational domains) */
+	char *rules_dir;             /* rules.d: *.rules files; "" = no rules */
 	double junk_score;           /* total at or above: Junk */
 	double reject_score;         /* total at or above: 550 5.7.1 at end of DATA */
 };

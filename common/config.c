@@ -140,6 +140,8 @@ static const struct ckey ckeys[] = {
 	  "a DMARC fail under p=quarantine goes to Junk" },
 	{ "psl_file", CT_PATH, OFF(psl_file), "/usr/share/publicsuffix/public_suffix_list.dat", 0, 0,
 	  "the public suffix list, for organizational domains (DMARC); read at start" },
+	{ "rules_dir", CT_OPTPATH, OFF(rules_dir), "", 0, 0,
+	  "directory of *.rules files (SpamAssassin rule syntax); empty: no rules" },
 	{ "junk_score", CT_SCORE, OFF(junk_score), "5", -1000, 1000,
 	  "a total score at or above this goes to Junk" },
 	{ "reject_score", CT_SCORE, OFF(reject_score), "10", -1000, 1000,

@@ -11,7 +11,11 @@
  * front of it in a small table of ours: a hit there costs a hash lookup
  * under a mutex instead of two thread hand-offs through libunbound's
  * pipe (a message asks some eight names, nearly all of them hits).
- * Temporary errors are never cached; answers with TTL 0 neither.
+ * Temporary errors are never cached; answers with TTL 0 neither.  The
+ * table is bounded (entries, 16 MiB, answers over 4 KiB are left to
+ * libunbound, 32 names per bucket) and its hash keyed with a random seed,
+ * so names a sender chooses can neither fill memory nor pile up in one
+ * bucket.
  *
  * Every outcome is one of pass (records), no-data, NXDOMAIN, or a
  * temporary error (timeout, SERVFAIL, no server) reported as such.
@@ -24,18 +28,24 @@
 #include <poll.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <sys/random.h>
 #include <string.h>
 #include <unistd.h>
 
 #include <unbound.h>
 
 #define CACHE_BUCKETS 4096
-#define CACHE_MAX 50000 /* entries; past it the expired go, then all */
+#define CACHE_MAX 50000              /* entries; past it the expired go, then all */
+#define CACHE_BYTES (16 * 1024 * 1024) /* the same for the memory of the answers */
+#define CACHE_ANSWER_MAX 4096        /* larger answers are not kept (libunbound's cache still has them) */
+#define CACHE_CHAIN_MAX 32           /* entries per bucket: a flood of colliding names stops there */
+#define CACHE_TTL_MAX 86400
 
 struct centry {
 	struct centry *next;
 	uint32_t hash;
 	int type;
+	size_t bytes;
 	int64_t expires_ms;
 	char *name;
 	struct dns_answer ans;
@@ -46,7 +56,8 @@ struct dns {
 	int64_t timeout_ms;
 	pthread_mutex_t cache_lock;
 	struct centry *cache[CACHE_BUCKETS];
-	size_t ncache;
+	size_t ncache, cache_bytes;
+	uint32_t seed;          /* the hash is keyed: names cannot be made to collide */
 	pthread_mutex_t lock;   /* held by the reader thread while it runs callbacks */
 	pthread_cond_t cond;    /* a query finished */
 	pthread_t thread;
@@ -180,12 +191,14 @@ static char *norm_name(const char *name)
 	return n;
 }
 
-static uint32_t name_hash(const char *name, int type)
+static uint32_t name_hash(const struct dns *d, const char *name, int type)
 {
-	uint32_t h = 2166136261u ^ (uint32_t)type;
+	uint32_t h = (2166136261u ^ d->seed) * 16777619u ^ (uint32_t)type;
 	for (const unsigned char *p = (const unsigned char *)name; *p; p++)
 		h = (h ^ *p) * 16777619u;
-	return h;
+	h ^= h >> 15;
+	h *= 0x2c1b3c6du ^ d->seed;
+	return h ^ (h >> 13);
 }
 
 static void answer_copy(struct dns_answer *dst, const struct dns_answer *src, uint32_t ttl)
@@ -211,7 +224,7 @@ static void centry_free(struct centry *e)
 /* A cached answer for (name, type): true with a copy in *ans. */
 static bool cache_get(struct dns *d, const char *name, int type, struct dns_answer *ans)
 {
-	uint32_t h = name_hash(name, type);
+	uint32_t h = name_hash(d, name, type);
 	int64_t now = clock_mono_ms();
 	bool hit = false;
 	pthread_mutex_lock(&d->cache_lock);
@@ -236,6 +249,7 @@ static void cache_clean(struct dns *d, bool all)
 			struct centry *e = *pp;
 			if (all || e->expires_ms <= now) {
 				*pp = e->next;
+				d->cache_bytes -= e->bytes;
 				centry_free(e);
 				d->ncache--;
 			} else {
@@ -249,30 +263,44 @@ static void cache_put(struct dns *d, const char *name, int type, const struct dn
 {
 	if (a->outcome == DNS_TEMPFAIL || a->ttl == 0)
 		return;
-	uint32_t h = name_hash(name, type);
+	size_t bytes = sizeof(struct centry) + strlen(name) + 1;
+	for (size_t i = 0; i < a->n; i++)
+		bytes += strlen(a->rr[i]) + 1 + sizeof(char *);
+	if (bytes > CACHE_ANSWER_MAX)
+		return;
+	uint32_t h = name_hash(d, name, type);
 	struct centry *n = xcalloc(1, sizeof(*n));
 	n->hash = h;
 	n->type = type;
+	n->bytes = bytes;
 	n->name = xstrdup(name);
-	n->expires_ms = clock_mono_ms() + (int64_t)a->ttl * 1000;
+	n->expires_ms = clock_mono_ms() + (int64_t)(a->ttl < CACHE_TTL_MAX ? a->ttl : CACHE_TTL_MAX) * 1000;
 	answer_copy(&n->ans, a, a->ttl);
 	pthread_mutex_lock(&d->cache_lock);
 	struct centry **pp = &d->cache[h % CACHE_BUCKETS];
-	for (; *pp; pp = &(*pp)->next) {
+	size_t chain = 0;
+	for (; *pp; pp = &(*pp)->next, chain++) {
 		if ((*pp)->hash == h && (*pp)->type == type && strcmp((*pp)->name, name) == 0) {
 			struct centry *old = *pp;
 			n->next = old->next;
 			*pp = n;
+			d->cache_bytes += n->bytes - old->bytes;
 			centry_free(old);
 			pthread_mutex_unlock(&d->cache_lock);
 			return;
 		}
 	}
-	if (d->ncache >= CACHE_MAX) {
+	if (chain >= CACHE_CHAIN_MAX) {
+		pthread_mutex_unlock(&d->cache_lock);
+		centry_free(n);
+		return;
+	}
+	if (d->ncache >= CACHE_MAX || d->cache_bytes + bytes > CACHE_BYTES) {
 		cache_clean(d, false);
-		if (d->ncache >= CACHE_MAX)
+		if (d->ncache >= CACHE_MAX || d->cache_bytes + bytes > CACHE_BYTES)
 			cache_clean(d, true);
 	}
+	d->cache_bytes += bytes;
 	n->next = d->cache[h % CACHE_BUCKETS];
 	d->cache[h % CACHE_BUCKETS] = n;
 	d->ncache++;
@@ -396,6 +424,8 @@ struct dns *dns_new(const struct strlist *servers, int64_t timeout_ms, char **er
 	d->timeout_ms = timeout_ms;
 	pthread_mutex_init(&d->lock, NULL);
 	pthread_mutex_init(&d->cache_lock, NULL);
+	if (getrandom(&d->seed, sizeof(d->seed), 0) != (ssize_t)sizeof(d->seed))
+		d->seed = (uint32_t)clock_real_us() ^ (uint32_t)getpid();
 	pthread_condattr_t ca;
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);

@@ -89,6 +89,11 @@ static void gmime_ensure(void)
 	pthread_once(&gmime_once, gmime_init_once);
 }
 
+void mime_init(void)
+{
+	gmime_ensure();
+}
+
 /* Append what fits: once the buffer's max is reached nothing more is
  * appended, so the output is always a prefix of the intended one. */
 static void out_put(struct buf *b, const void *p, size_t n)
@@ -676,6 +681,39 @@ static void put_address_list(struct buf *out, InternetAddressList *l, int depth)
 	}
 }
 
+/* GMime parses groups by recursion: a value with thousands of nested
+ * "g:" overflows a session thread's stack.  Values longer than this, or
+ * with more group colons (outside quoted strings and comments) than
+ * this, are not given to it. */
+#define ADDRESS_VALUE_MAX 16384
+#define ADDRESS_GROUPS_MAX 16
+
+bool mime_address_value_safe(const char *v)
+{
+	size_t colons = 0, len = 0;
+	int depth = 0;
+	bool quoted = false;
+	for (const char *p = v; *p; p++, len++) {
+		if (len > ADDRESS_VALUE_MAX)
+			return false;
+		if (*p == '\\' && p[1]) {
+			p++;
+			len++;
+		} else if (quoted) {
+			quoted = *p != '"';
+		} else if (*p == '"' && depth == 0) {
+			quoted = true;
+		} else if (*p == '(') {
+			depth++;
+		} else if (*p == ')' && depth > 0) {
+			depth--;
+		} else if (*p == ':' && depth == 0 && ++colons > ADDRESS_GROUPS_MAX) {
+			return false;
+		}
+	}
+	return true;
+}
+
 static size_t collect_domains(InternetAddressList *l, int depth, char (*out)[256], size_t n,
 			      size_t max)
 {
@@ -686,7 +724,8 @@ static size_t collect_domains(InternetAddressList *l, int depth, char (*out)[256
 			n = collect_domains(internet_address_group_get_members(INTERNET_ADDRESS_GROUP(a)),
 					    depth + 1, out, n, max);
 		} else if (a && INTERNET_ADDRESS_IS_MAILBOX(a)) {
-			const char *addr = internet_address_mailbox_get_addr(INTERNET_ADDRESS_MAILBOX(a));
+			/* IDNA form (xn--): what DNS knows the domain as. */
+			const char *addr = internet_address_mailbox_get_idn_addr(INTERNET_ADDRESS_MAILBOX(a));
 			const char *at = addr ? strrchr(addr, '@') : NULL;
 			if (at == NULL || at[1] == '\0' || strlen(at + 1) >= 256)
 				continue;
@@ -709,6 +748,8 @@ static size_t collect_domains(InternetAddressList *l, int depth, char (*out)[256
 size_t mime_address_domains(const char *value, char (*out)[256], size_t max)
 {
 	gmime_ensure();
+	if (!mime_address_value_safe(value))
+		return 0;
 	InternetAddressList *l = *value ? internet_address_list_parse(NULL, value) : NULL;
 	size_t n = collect_domains(l, 0, out, 0, max);
 	if (l)
@@ -725,7 +766,9 @@ static void address_header(const struct mime_msg *m, const struct node *n, const
 	char *v = header_value(m, n, name);
 	if (v == NULL)
 		return;
-	InternetAddressList *l = *v ? internet_address_list_parse(NULL, v) : NULL;
+	/* A value GMime could not parse without overflowing the stack is
+	 * NIL (RFC 3501 allows NIL for any address list). */
+	InternetAddressList *l = *v && mime_address_value_safe(v) ? internet_address_list_parse(NULL, v) : NULL;
 	free(v);
 	if (l) {
 		put_address_list(tmp, l, 0);

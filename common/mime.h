@@ -37,6 +37,10 @@
 
 struct mime_msg;
 
+/* GMime's one-time set-up (every function here does it; other users of
+ * GMime in the process call this first). */
+void mime_init(void);
+
 /* Never NULL. */
 struct mime_msg *mime_parse(const char *data, size_t len);
 void mime_free(struct mime_msg **m);
@@ -90,8 +94,12 @@ void mime_body_text(const struct mime_msg *m, struct buf *out);
 
 /* The distinct domains (lower case, no trailing dot) of the addresses in
  * an address-list header value, as a mail reader's lenient parser reads
- * them (GMime: also broken syntax), at most max; returns how many. */
+ * them (GMime: also broken syntax), in IDNA form, at most max; returns
+ * how many (0 for a value mime_address_value_safe refuses). */
 size_t mime_address_domains(const char *value, char (*out)[256], size_t max);
+/* False when an address-list value is too long or has too many groups
+ * for GMime's recursive parser (which would overflow a thread's stack). */
+bool mime_address_value_safe(const char *value);
 
 /* The Date: header as seconds since the epoch, or -1 when absent or
  * unparseable. */

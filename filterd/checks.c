@@ -23,9 +23,39 @@
 
 #define URI_DOMAINS_MAX 20
 #define URI_TEXT_MAX (1024 * 1024)
+#define RULES_TEXT_MAX (1024 * 1024)
 
 static pthread_mutex_t init_lock = PTHREAD_MUTEX_INITIALIZER;
 static char *psl_loaded; /* the file libopendmarc read (once per process) */
+
+/* The rules of rules_dir: warnings logged, errors refuse the
+ * configuration (a reload then keeps the running one and its rules). */
+static int load_rules(const struct config *cfg, struct checks *ck, char **error_r)
+{
+	struct rules_report rep = { 0 };
+	int r = ruleset_load(cfg->rules_dir, &ck->rules, &rep);
+	for (size_t i = 0; i < rep.n; i++)
+		if (!rep.v[i].error)
+			log_warnx(NULL, "%s:%u: warning: %s", rep.v[i].file, rep.v[i].line, rep.v[i].msg);
+	if (r < 0) {
+		struct buf b;
+		buf_init(&b, 64 * 1024);
+		for (size_t i = 0, shown = 0; i < rep.n && shown < 20; i++) {
+			if (!rep.v[i].error)
+				continue;
+			buf_printf(&b, "%s%s:%u: %s", shown++ ? "; " : "", rep.v[i].file, rep.v[i].line,
+				   rep.v[i].msg);
+		}
+		*error_r = xasprintf("rules: %zu error%s: %s", rep.errors, rep.errors == 1 ? "" : "s",
+				     b.data ? b.data : "");
+		buf_free(&b);
+	} else {
+		log_info(NULL, "rules: %zu rules from %s (%zu warnings)", ruleset_size(ck->rules),
+			 cfg->rules_dir, rep.warnings);
+	}
+	rules_report_free(&rep);
+	return r;
+}
 
 void *checks_new(const struct config *cfg, char **error_r)
 {
@@ -60,6 +90,10 @@ void *checks_new(const struct config *cfg, char **error_r)
 			return NULL;
 		}
 	}
+	if (*cfg->rules_dir && load_rules(cfg, ck, error_r) < 0) {
+		checks_free(ck);
+		return NULL;
+	}
 	return ck;
 }
 
@@ -69,6 +103,7 @@ void checks_free(void *p)
 	if (ck == NULL)
 		return;
 	spf_verifier_free(&ck->spf);
+	ruleset_free(&ck->rules);
 	dns_free(&ck->dns);
 	free(ck);
 }
@@ -272,11 +307,57 @@ static bool domain_syntax_ok(const char *d)
 	return n > 0 && n <= 253 && label > 0 && strchr(d, '.') != NULL;
 }
 
-/* DMARC for the From field (RFC 7489 6.6.1): its domain, or, when the
- * field is not plain RFC 5322 syntax or names several domains, every
- * domain a mail reader's lenient parser finds in it.  True when the
- * message has several From fields (refused by the caller). */
-static bool dmarc_all(struct msgcheck *m, const struct tx_info *tx, struct verdict *v)
+/* Every "@domain" run of a raw From value, wherever it stands (inside
+ * quotes and comments too): the last resort for a value no parser reads,
+ * so that a domain a reader might show is still evaluated. */
+static size_t raw_domains(const char *v, char (*out)[256], size_t n, size_t max)
+{
+	for (const char *p = strchr(v, '@'); p && n <= max; p = strchr(p + 1, '@')) {
+		char d[256];
+		size_t k = 0;
+		for (const char *c = p + 1; *c && k + 1 < sizeof(d); c++) {
+			char ch = (char)(*c >= 'A' && *c <= 'Z' ? *c + 32 : *c);
+			if (!((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '-' || ch == '.' ||
+			      ch == '_'))
+				break;
+			d[k++] = ch;
+		}
+		while (k > 0 && d[k - 1] == '.')
+			k--;
+		d[k] = '\0';
+		if (!domain_syntax_ok(d))
+			continue;
+		bool dup = false;
+		for (size_t i = 0; i < n && !dup; i++)
+			dup = strcmp(out[i], d) == 0;
+		if (!dup && n < max)
+			memcpy(out[n], d, k + 1);
+		if (!dup)
+			n++; /* may reach max + 1: too many */
+	}
+	return n;
+}
+
+static size_t add_domain(char (*out)[256], size_t n, size_t max, const char *d)
+{
+	for (size_t i = 0; i < n && i < max; i++)
+		if (strcmp(out[i], d) == 0)
+			return n;
+	if (n < max)
+		str_copy(out[n], d, 256);
+	return n + 1;
+}
+
+/* DMARC for the From field (RFC 7489 6.6.1).  Every domain a reader could
+ * take from it is evaluated and the strictest failing policy decides: the
+ * domain of the strict RFC 5322 parse, together with the domains of
+ * GMime's lenient parse (what our IMAP server shows) -- they differ on
+ * crafted values such as a"b, x@bank.test"y@other.test; when neither
+ * finds a domain, every "@domain" in the raw value.  The _dmarc lookups
+ * of all of them start at once and share one deadline (two DNS
+ * timeouts).  Returns a refusal text when the message must be refused
+ * (several From fields; more From domains than we evaluate), else NULL. */
+static const char *dmarc_all(struct msgcheck *m, const struct tx_info *tx, struct verdict *v)
 {
 	const struct config *cfg = m->cfg;
 	static const struct spf_result no_spf = { .res = AR_NONE };
@@ -285,27 +366,54 @@ static bool dmarc_all(struct msgcheck *m, const struct tx_info *tx, struct verdi
 	size_t nf = msgcheck_from_values(m, &from);
 	char doms[VERDICT_FROM_DOMAINS][256];
 	size_t nd = 0;
-	const char *why = NULL;
-	if (nf == 1 && dmarc_from_domain((const char *const *)from, 1, doms[0], sizeof(doms[0]), &why) == 0)
-		nd = 1;
-	else if (nf == 1)
-		nd = mime_address_domains(from[0], doms, VERDICT_FROM_DOMAINS);
+	const char *why = NULL, *refuse = NULL;
+	if (nf == 1) {
+		char one[256], lenient[VERDICT_FROM_DOMAINS + 1][256];
+		if (dmarc_from_domain((const char *const *)from, 1, one, sizeof(one), &why) == 0)
+			nd = add_domain(doms, nd, VERDICT_FROM_DOMAINS, one);
+		size_t nl = mime_address_domains(from[0], lenient, VERDICT_FROM_DOMAINS + 1);
+		for (size_t i = 0; i < nl; i++)
+			nd = add_domain(doms, nd, VERDICT_FROM_DOMAINS, lenient[i]);
+		if (nd == 0)
+			nd = raw_domains(from[0], doms, 0, VERDICT_FROM_DOMAINS);
+		if (nd > VERDICT_FROM_DOMAINS)
+			refuse = "its From field names too many domains";
+	} else if (nf > 1) {
+		refuse = "it has several From fields (RFC 5322 3.6)";
+	}
 	for (size_t i = 0; i < nf; i++)
 		free(from[i]);
 	free(from);
 
 	v->ndmarc = 0;
 	v->dmarc_main = 0;
-	if (nf != 1 || nd == 0) {
+	if (refuse || nd == 0) {
 		struct dmarc_result *d = &v->dmarc[v->ndmarc++];
 		memset(d, 0, sizeof(*d));
 		d->res = nf == 0 ? AR_NONE : AR_PERMERROR;
-		str_copy(d->reason, nf == 0 ? "no From field" : nf > 1 ? "several From fields" : why ? why : "no From domain",
+		str_copy(d->reason, nf == 0 ? "no From field" : refuse ? refuse : why ? why : "no From domain",
 			 sizeof(d->reason));
-		if (nf <= 1)
+		if (!refuse)
 			add_test(v, nf == 0 ? "FROM_MISSING" : "FROM_INVALID", cfg->bad_from_score);
-		return nf > 1;
+		return refuse;
 	}
+	/* Ask for every record now; the answers wait in the resolver's
+	 * cache for dmarc_verify below. */
+	struct dns_query *pre[2 * VERDICT_FROM_DOMAINS];
+	size_t npre = 0;
+	for (size_t i = 0; i < nd; i++) {
+		char name[300], org[256];
+		if (!domain_syntax_ok(doms[i]))
+			continue;
+		snprintf(name, sizeof(name), "_dmarc.%s", doms[i]);
+		pre[npre++] = dns_start(m->ck->dns, name, DNS_T_TXT);
+		dmarc_org_domain(doms[i], org, sizeof(org));
+		if (strcmp(org, doms[i]) != 0) {
+			snprintf(name, sizeof(name), "_dmarc.%s", org);
+			pre[npre++] = dns_start(m->ck->dns, name, DNS_T_TXT);
+		}
+	}
+	int64_t deadline = clock_mono_ms() + 2 * dns_timeout(m->ck->dns);
 	bool bad = false;
 	for (size_t i = 0; i < nd; i++) {
 		struct dmarc_result *d = &v->dmarc[v->ndmarc];
@@ -316,15 +424,35 @@ static bool dmarc_all(struct msgcheck *m, const struct tx_info *tx, struct verdi
 			str_copy(d->reason, "not a valid domain", sizeof(d->reason));
 			bad = true;
 		} else {
-			dmarc_verify(m->ck->dns, doms[i], spf, &v->dkim, d);
+			dmarc_verify(m->ck->dns, doms[i], spf, &v->dkim, deadline, d);
 		}
 		if (dmarc_rank(d) > dmarc_rank(&v->dmarc[v->dmarc_main]))
 			v->dmarc_main = v->ndmarc;
 		v->ndmarc++;
 	}
+	for (size_t i = 0; i < npre; i++) {
+		struct dns_answer a;
+		dns_wait(&pre[i], 0, &a); /* done by now, or cancelled */
+		dns_answer_free(&a);
+	}
 	if (bad)
 		add_test(v, "FROM_INVALID", cfg->bad_from_score);
-	return false;
+	return NULL;
+}
+
+/* The rules of rules_dir against the message as received (the header
+ * fields before removal, and the first RULES_TEXT_MAX octets of the
+ * body, like SpamAssassin's scan size limit). */
+static void match_rules(struct msgcheck *m, struct verdict *v)
+{
+	struct buf msg;
+	buf_init(&msg, MSG_HEADER_MAX + RULES_TEXT_MAX + 16);
+	buf_append(&msg, m->hdr.data, m->hdr_end);
+	spool_read_head(m->spool, &msg, RULES_TEXT_MAX);
+	struct msgview *mv = msgview_new(msg.data ? msg.data : "", msg.len);
+	ruleset_match(m->ck->rules, mv, &v->rules);
+	msgview_free(&mv);
+	buf_free(&msg);
 }
 
 /* ------------------------------------------------------------- verdict */
@@ -348,9 +476,11 @@ void checks_verdict(struct msgcheck *m, const struct tx_info *tx, struct verdict
 		dkimv_eom(m->dkim, &v->dkim);
 
 	bool dmarc_done = cfg->dmarc_check && m->ck && m->ck->dns;
-	bool several_from = false;
+	const char *from_refused = NULL;
 	if (dmarc_done)
-		several_from = dmarc_all(m, tx, v);
+		from_refused = dmarc_all(m, tx, v);
+	if (m->ck && m->ck->rules)
+		match_rules(m, v);
 	if (uc)
 		rbl_finish(&uc, clock_mono_ms() + cfg->dns_timeout_ms, &v->uribl);
 
@@ -389,24 +519,27 @@ void checks_verdict(struct msgcheck *m, const struct tx_info *tx, struct verdict
 	const struct dmarc_result *dm = v->ndmarc ? &v->dmarc[v->dmarc_main] : &no_dmarc;
 	if (dm->res == AR_FAIL)
 		add_test(v, "DMARC_FAIL", cfg->dmarc_fail_score);
-	dns_failed |= dm->res == AR_TEMPERROR;
+	/* A temporary error of any From domain (the deciding one may be a
+	 * p=none fail that ranks above it). */
+	for (size_t i = 0; i < v->ndmarc; i++)
+		dns_failed |= v->dmarc[i].res == AR_TEMPERROR;
 	if (tx->rbl) {
 		score_rbl(v, tx->rbl, "RBL");
 		dns_failed |= tx->rbl->unavailable;
 	}
 	score_rbl(v, &v->uribl, "URIBL");
+	for (size_t i = 0; i < v->rules.n; i++)
+		add_test(v, v->rules.v[i].name, v->rules.v[i].score);
 	dns_failed |= v->uribl.unavailable;
 
 	/* Decision. */
-	if (several_from) {
+	if (from_refused) {
 		/* RFC 5322 section 3.6 allows one From field; with two, a
 		 * reader may show the one DMARC did not check (RFC 7489
 		 * 6.6.1: such messages are typically rejected). */
 		v->action = V_REJECT;
-		snprintf(v->reply, sizeof(v->reply),
-			 "550 5.7.1 Message refused: it has several From fields (RFC 5322 3.6), "
-			 "reference %s",
-			 tx->qid);
+		snprintf(v->reply, sizeof(v->reply), "550 5.7.1 Message refused: %s, reference %s",
+			 from_refused, tx->qid);
 	} else if (dm->res == AR_FAIL && dm->action == DMARC_ACT_REJECT && cfg->dmarc_reject) {
 		v->action = V_REJECT;
 		snprintf(v->reply, sizeof(v->reply),
@@ -492,4 +625,5 @@ void verdict_free(struct verdict *v)
 	buf_free(&v->headers);
 	dkim_results_free(&v->dkim);
 	rbl_result_free(&v->uribl);
+	rules_result_free(&v->rules);
 }

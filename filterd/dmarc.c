@@ -438,14 +438,17 @@ void dmarc_apply_record(const char *record, const char *from_domain, const char 
 
 /* TXT at _dmarc.<domain>: 1 one DMARC record (*rec_r malloc'd), 0 none,
  * 2 several, -1 a temporary failure (r->reason says why). */
-static int fetch_record(struct dns *dns, const char *domain, char **rec_r, struct dmarc_result *r)
+static int fetch_record(struct dns *dns, const char *domain, int64_t deadline, char **rec_r,
+			struct dmarc_result *r)
 {
 	char name[300];
 	if (strlen(domain) + 7 > 253)
 		return 0; /* no such name can exist */
 	snprintf(name, sizeof(name), "_dmarc.%s", domain);
 	struct dns_answer ans;
-	dns_lookup(dns, name, DNS_T_TXT, &ans);
+	int64_t until = clock_mono_ms() + dns_timeout(dns);
+	struct dns_query *q = dns_start(dns, name, DNS_T_TXT);
+	dns_wait(&q, deadline && deadline < until ? deadline : until, &ans);
 	int ret = 0;
 	if (ans.outcome == DNS_TEMPFAIL) {
 		reason_add(r, "DNS error for %s: %s", name, ans.error != NULL ? ans.error : "temporary failure");
@@ -462,7 +465,7 @@ static int fetch_record(struct dns *dns, const char *domain, char **rec_r, struc
 }
 
 void dmarc_verify(struct dns *dns, const char *from_domain, const struct spf_result *spf,
-		  const struct dkim_results *dkim, struct dmarc_result *r)
+		  const struct dkim_results *dkim, int64_t deadline, struct dmarc_result *r)
 {
 	memset(r, 0, sizeof(*r));
 	char from[256], org[256], *rec = NULL;
@@ -473,9 +476,9 @@ void dmarc_verify(struct dns *dns, const char *from_domain, const struct spf_res
 	str_copy(r->from_domain, from, sizeof(r->from_domain));
 	dmarc_org_domain(from, org, sizeof(org));
 	const char *at = from;
-	int n = fetch_record(dns, from, &rec, r);
+	int n = fetch_record(dns, from, deadline, &rec, r);
 	if (n == 0 && org[0] != '\0' && strcmp(org, from) != 0)
-		n = fetch_record(dns, at = org, &rec, r);
+		n = fetch_record(dns, at = org, deadline, &rec, r);
 	if (n < 0)
 		r->res = AR_TEMPERROR;
 	else if (n == 0)

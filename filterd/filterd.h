@@ -7,6 +7,7 @@
 
 #include "common/common.h"
 #include "rbl/rbl.h"
+#include "rules/rules.h"
 #include "store/store.h"
 
 /* ---------------------------------------------------------- smtp_parse.c */
@@ -229,8 +230,9 @@ struct dmarc_result {
  * with *why when there is none, or several domains. */
 int dmarc_from_domain(const char *const *from_values, size_t n, char *out, size_t size,
 		      const char **why);
+/* deadline_ms: no lookup waits past it (0: each waits one DNS timeout). */
 void dmarc_verify(struct dns *dns, const char *from_domain, const struct spf_result *spf,
-		  const struct dkim_results *dkim, struct dmarc_result *r);
+		  const struct dkim_results *dkim, int64_t deadline_ms, struct dmarc_result *r);
 /* dmarc_verify's steps without DNS (for the unit tests): which of a
  * name's TXT records is the DMARC record (the count of candidates; one
  * is usable), and the decision from a record (org_domain non-NULL when it
@@ -282,6 +284,7 @@ size_t msgcheck_from_values(const struct msgcheck *m, char ***v);
 struct checks {
 	struct dns *dns;              /* NULL: no check needs DNS */
 	struct spf_verifier *spf;     /* NULL: spf_check = no */
+	struct ruleset *rules;        /* NULL: no rules_dir */
 };
 void *checks_new(const struct config *cfg, char **error_r);
 void checks_free(void *ck);
@@ -309,6 +312,7 @@ struct verdict {
 	size_t ndmarc;                /* >= 1 when DMARC ran */
 	size_t dmarc_main;            /* the one that decides */
 	struct rbl_result uribl;
+	struct rules_result rules;
 };
 /* DKIM, DMARC, URI lists and the score at the end of the text. */
 void checks_verdict(struct msgcheck *m, const struct tx_info *tx, struct verdict *v);

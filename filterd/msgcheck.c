@@ -220,8 +220,11 @@ static bool ar_is_ours(struct slice v, const char *hostname)
 			id[n++] = v.p[i];
 		}
 	} else {
-		for (; i < v.len && v.p[i] != ';' && v.p[i] != ' ' && v.p[i] != '\t' && v.p[i] != '\r' &&
-		       v.p[i] != '\n' && v.p[i] != '(' && n < sizeof(id);
+		/* A token (RFC 2045): it ends at the first blank, control or
+		 * tspecial, so "mx.example.test/1" or "mx.example.test\";"
+		 * are ours too. */
+		for (; i < v.len && (unsigned char)v.p[i] > 0x20 && (unsigned char)v.p[i] < 0x7f &&
+		       strchr("()<>@,;:\\\"/[]?=", v.p[i]) == NULL && n < sizeof(id);
 		     i++)
 			id[n++] = v.p[i];
 	}

@@ -14,7 +14,7 @@
  * Exit status: 0 done; 1 error, with a message on stderr starting
  * "mailctl: "; 2 usage error.  New commands go into the table commands[].
  */
-#include "common/common.h"
+#include "tools/mailctl.h"
 #include "store/store.h"
 
 #include <errno.h>
@@ -32,15 +32,8 @@
 #include <unistd.h>
 
 #define DEFAULT_CONFIG "/etc/mailgw/gateway.conf"
-#define EXIT_ERROR 1
-#define EXIT_USAGE 2
 #define ADDR_BUF 320           /* 64 + '@' + 253 + NUL, rounded up */
 #define PASSWORD_LINE_MAX 4096 /* users.c refuses more than 1024 bytes anyway */
-
-struct mailctl {
-	const char *config_path;
-	struct config *cfg; /* loaded by need_config() */
-};
 
 /* argv[0] is the command's name; returns the exit status. */
 struct command {
@@ -62,12 +55,20 @@ static const struct command commands[] = {
 	  "dns TYPE NAME          look NAME up as the gateway does (dns_servers, dns_timeout_ms);\n"
 	  "                       TYPE is A, AAAA, TXT, MX, PTR, NS or CNAME; exit 0 pass, 1 no-data,\n"
 	  "                       2 NXDOMAIN, 3 temporary error\n" },
-	/* later: list show|add|del, rules check, score, learn */
+	{ "rules", cmd_rules,
+	  "rules check [PATH]     load and compile the rules (rules_dir, or PATH: a directory or a\n"
+	  "                       file); print errors and warnings with FILE:LINE; exit 1 on errors\n" },
+	{ "score", cmd_score,
+	  "score [-v] < MESSAGE   the rule verdict filterd would give the message (every rule that\n"
+	  "                       hits with its score, the total and the folder); the store is not\n"
+	  "                       touched; no DNS checks (they need the SMTP session)\n" },
+	{ "log", cmd_log,
+	  "log ID [FILE...]       the log lines of a queue id (a refusal's \"reference\"), from the\n"
+	  "                       files given or standard input\n" },
+	/* later: list show|add|del, learn */
 };
 
-static int errmsg(const char *fmt, ...) PRINTFLIKE(1, 2);
-
-static int errmsg(const char *fmt, ...)
+int errmsg(const char *fmt, ...)
 {
 	va_list ap;
 	fflush(stdout);
@@ -94,9 +95,7 @@ static void usage(FILE *f)
 	fputs("\n\nThe config file is -c FILE, else $MAILGW_CONFIG, else " DEFAULT_CONFIG ".\n", f);
 }
 
-static int usage_error(const char *fmt, ...) PRINTFLIKE(1, 2);
-
-static int usage_error(const char *fmt, ...)
+int usage_error(const char *fmt, ...)
 {
 	va_list ap;
 	fputs("mailctl: ", stderr);
@@ -108,7 +107,7 @@ static int usage_error(const char *fmt, ...)
 	return EXIT_USAGE;
 }
 
-static int need_config(struct mailctl *m)
+int need_config(struct mailctl *m)
 {
 	char *err = NULL;
 	if (m->cfg != NULL)

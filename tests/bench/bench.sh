@@ -301,6 +301,44 @@ if [ "${BENCH_CHECKS:-1}" != 0 ]; then
 		sh "$here/checksbench.sh" || failed=1
 fi
 
+# ------------------------------------------------------------- rules
+
+# Rule matching alone (tests/bench/rulesbench.c: a message view and every
+# rule, as filterd does at the end of DATA, on 2 threads), with the
+# shipped rules.d and with Debian's stock SpamAssassin rules, on the
+# corpus of ../shared/corpus when it is there, else on synthetic mail.
+# BENCH_RULES=0 skips it.
+if [ "${BENCH_RULES:-1}" != 0 ]; then
+	RULESBENCH_BIN=${RULESBENCH_BIN:-$top/build/tests/bench/rulesbench}
+	corpus=${BENCH_CORPUS:-$top/../shared/corpus}
+	echo
+	if [ -d "$corpus/ham" ] && [ -d "$corpus/spam" ]; then
+		what="the corpus ($corpus)"
+		set -- "$corpus/ham" "$corpus/spam"
+	else
+		what="2,000 synthetic messages (no corpus)"
+		set -- -S 2000
+	fi
+	echo "Rule matching on $what:"
+	if [ -x "$RULESBENCH_BIN" ]; then
+		printf '  shipped rules.d:   '
+		"$RULESBENCH_BIN" -r "$top/rules.d" -n 3 "$@" | tr '\n' ' '
+		echo
+		if [ -d /usr/share/spamassassin ]; then
+			sa=$dir/sa-stock.rules
+			for f in /usr/share/spamassassin/*.cf; do echo "include $f"; done >"$sa"
+			printf '  stock SpamAssassin: '
+			"$RULESBENCH_BIN" -r "$sa" -n 3 "$@" | tr '\n' ' '
+			echo
+		else
+			echo "  stock SpamAssassin rules: skipped (/usr/share/spamassassin is missing)"
+		fi
+	else
+		echo "bench: $RULESBENCH_BIN is missing (make bench builds it)" >&2
+		failed=1
+	fi
+fi
+
 # ------------------------------------------------------------- IMAP
 
 # imapd, by tests/bench/imapbench.sh (its own imapd, store and report; see

@@ -121,8 +121,9 @@ class DNSServer:
 
 class SlowDNS:
     """A UDP proxy on 127.0.0.1 that forwards each DNS query to upstream
-    (host, port) and sends the answer back `delay` seconds later: a
-    resolver that answers, but slowly.  Counts the queries it saw."""
+    (host, port) and sends the answer back `delay` seconds later, with
+    TTL 0: a resolver that answers, but slowly, and every time.  Counts
+    the queries it saw."""
 
     def __init__(self, upstream, delay):
         import threading
@@ -153,12 +154,43 @@ class SlowDNS:
             self.queries += 1
             threading.Thread(target=self._answer, args=(data, client), daemon=True).start()
 
+    @staticmethod
+    def _ttl_zero(msg):
+        """The reply with every record's TTL set to 0, so that no cache
+        keeps it: each lookup really waits for this server."""
+        import struct
+        b = bytearray(msg)
+
+        def skip_name(i):
+            while i < len(b):
+                n = b[i]
+                if n == 0:
+                    return i + 1
+                if n & 0xC0 == 0xC0:
+                    return i + 2
+                i += 1 + n
+            return i
+        try:
+            qd, an, ns, ar = struct.unpack("!4H", b[4:12])
+            i = 12
+            for _ in range(qd):
+                i = skip_name(i) + 4
+            for _ in range(an + ns + ar):
+                i = skip_name(i)
+                rdlen = struct.unpack("!H", b[i + 8:i + 10])[0]
+                b[i + 4:i + 8] = b"\0\0\0\0"
+                i += 10 + rdlen
+        except (struct.error, IndexError):
+            return msg
+        return bytes(b)
+
     def _answer(self, data, client):
         up = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         up.settimeout(5)
         try:
             up.sendto(data, self.upstream)
             reply, _ = up.recvfrom(65535)
+            reply = self._ttl_zero(reply)
             time.sleep(self.delay)
             if self.running:
                 self.sock.sendto(reply, client)

@@ -1116,6 +1116,33 @@ static void test_address_domains(void **state)
 	assert_int_equal(mime_address_domains(" undisclosed-recipients:;", d, 4), 0);
 	assert_int_equal(mime_address_domains("", d, 4), 0);
 	assert_int_equal(mime_address_domains(" no address here", d, 4), 0);
+	/* IDNA form for DNS. */
+	assert_int_equal(mime_address_domains(" a@xn--bnk-qla.test junk", d, 4), 1);
+	assert_string_equal(d[0], "xn--bnk-qla.test");
+	/* Thousands of nested groups would overflow a thread's stack in
+	 * GMime's recursive parser: not parsed at all. */
+	struct buf b;
+	buf_init(&b, 1 << 20);
+	for (int i = 0; i < 3000; i++)
+		buf_puts(&b, "g:\n ");
+	buf_puts(&b, "a@b.test");
+	assert_false(mime_address_value_safe(b.data));
+	assert_true(mime_address_value_safe(" \"a:b:c:d:e:f:g:h:i:j:k:l:m:n:o:p:q:r\" <x@y.test>"));
+	assert_int_equal(mime_address_domains(b.data, d, 4), 0);
+	/* ENVELOPE of such a message: From is NIL. */
+	struct buf msg, env;
+	buf_init(&msg, 1 << 20);
+	buf_init(&env, 1 << 20);
+	buf_puts(&msg, "From: ");
+	buf_append(&msg, b.data, b.len);
+	buf_puts(&msg, "\r\nSubject: x\r\n\r\nbody\r\n");
+	struct mime_msg *m = mime_parse(msg.data, msg.len);
+	mime_envelope(m, &env);
+	assert_non_null(strstr(env.data, "\"x\" NIL NIL NIL"));
+	mime_free(&m);
+	buf_free(&msg);
+	buf_free(&env);
+	buf_free(&b);
 }
 
 int main(void)

@@ -85,11 +85,14 @@ static void test_removed_fields(void **state)
 	expect("Authentication-Results: mx.example.test; spf=pass\n"
 	       "authentication-results:  (c (nested)) \"MX.EXAMPLE.TEST\";\n\tdkim=pass\n"
 	       "Authentication-Results: \"mx.exa\\mple.test\" ; dkim=pass\n"
+	       "Authentication-Results: mx.example.test\"; dmarc=pass\n"
+	       "Authentication-Results: mx.example.test/1; dkim=pass\n"
+	       "Authentication-Results: mx.example.test,; dkim=pass\n"
 	       "Authentication-Results: mx.example.test.evil; spf=pass\n"
 	       "Authentication-Results: other.test; spf=pass\n"
 	       "X-Spam-Status: No\nX-Spam-Score: -5\nX-Spam-Flag: NO\nX-RBL-Status: clean\n"
 	       "Subject: s\n\nAuthentication-Results: mx.example.test; in the body\n",
-	       10,
+	       13,
 	       "Authentication-Results: mx.example.test.evil; spf=pass\n"
 	       "Authentication-Results: other.test; spf=pass\n"
 	       "Subject: s\n\nAuthentication-Results: mx.example.test; in the body\n");

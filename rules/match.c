@@ -1,0 +1,194 @@
+/*
+ * match.c - scoring a message with a rule set.
+ *
+ * Every rule that scores (or that a scoring meta reads) runs against its
+ * part of the message view: header rules against the header's value,
+ * body/rawbody/uri rules against each paragraph, line or URI, full rules
+ * against the whole text; then the metas, each after those it reads.
+ * A rule counts its hits (one, or up to maxhits with tflags multiple);
+ * a meta hits when its expression is non-zero.  The score of a rule that
+ * hits is added once, whatever its count (the count feeds metas).
+ *
+ * PCRE2 runs with limits (match, depth, heap, and a bounded JIT stack):
+ * a pattern that would backtrack for ever on a hostile message stops at
+ * the limit, is logged, and counts as not matched.  The match data,
+ * match context and JIT stack are per thread, made on first use.
+ */
+#include "rules/rules-private.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MATCH_LIMIT 1000000       /* backtracking steps per match */
+#define DEPTH_LIMIT 1000          /* interpreter recursion (non-JIT) */
+#define HEAP_LIMIT_KB (20 * 1024) /* interpreter backtracking memory */
+#define JIT_STACK_MIN (32 * 1024)
+#define JIT_STACK_MAX (1024 * 1024)
+#define MULTIPLE_MAX 1000         /* tflags multiple without maxhits */
+
+struct tstate {
+	pcre2_match_data *md;
+	pcre2_match_context *mc;
+	pcre2_jit_stack *js;
+};
+
+static pthread_key_t tkey;
+static pthread_once_t tonce = PTHREAD_ONCE_INIT;
+
+static void tstate_free(void *p)
+{
+	struct tstate *t = p;
+	pcre2_match_data_free(t->md);
+	pcre2_match_context_free(t->mc);
+	pcre2_jit_stack_free(t->js);
+	free(t);
+}
+
+static void tkey_make(void)
+{
+	pthread_key_create(&tkey, tstate_free);
+}
+
+static struct tstate *tstate_get(void)
+{
+	pthread_once(&tonce, tkey_make);
+	struct tstate *t = pthread_getspecific(tkey);
+	if (t)
+		return t;
+	t = xcalloc(1, sizeof(*t));
+	t->md = pcre2_match_data_create(1, NULL); /* no captures: one pair */
+	t->mc = pcre2_match_context_create(NULL);
+	t->js = pcre2_jit_stack_create(JIT_STACK_MIN, JIT_STACK_MAX, NULL);
+	if (t->md == NULL || t->mc == NULL || t->js == NULL)
+		log_fatalx(NULL, "rules: out of memory for PCRE2");
+	pcre2_set_match_limit(t->mc, MATCH_LIMIT);
+	pcre2_set_depth_limit(t->mc, DEPTH_LIMIT);
+	pcre2_set_heap_limit(t->mc, HEAP_LIMIT_KB);
+	pcre2_jit_stack_assign(t->mc, NULL, t->js);
+	pthread_setspecific(tkey, t);
+	return t;
+}
+
+/* Matches of c in subj, at most max; a limit hit ends the count (the
+ * matches so far stay) and is counted in *limits. */
+static unsigned re_count(const struct crule *c, const char *subj, size_t len, unsigned max,
+			 struct tstate *t, unsigned *limits, bool *limited)
+{
+	unsigned hits = 0;
+	size_t off = 0;
+	while (hits < max && off <= len) {
+		int rc = pcre2_match(c->re, (PCRE2_SPTR)subj, len, off, 0, t->md, t->mc);
+		if (rc == PCRE2_ERROR_NOMATCH)
+			break;
+		if (rc < 0) { /* (0 only says the one-pair ovector was too small) */
+			if (rc == PCRE2_ERROR_MATCHLIMIT || rc == PCRE2_ERROR_DEPTHLIMIT ||
+			    rc == PCRE2_ERROR_HEAPLIMIT || rc == PCRE2_ERROR_JIT_STACKLIMIT) {
+				(*limits)++;
+				*limited = true;
+			}
+			break;
+		}
+		hits++;
+		PCRE2_SIZE *ov = pcre2_get_ovector_pointer(t->md);
+		size_t next = ov[1] > ov[0] ? ov[1] : ov[0] + 1; /* an empty match moves on */
+		if (next <= off)
+			next = off + 1;
+		off = next;
+	}
+	return hits;
+}
+
+static unsigned run_lines(const struct crule *c, const char *const *lines, size_t n, unsigned max,
+			  struct tstate *t, unsigned *limits, bool *limited)
+{
+	unsigned hits = 0;
+	for (size_t i = 0; i < n && hits < max && !*limited; i++)
+		hits += re_count(c, lines[i], strlen(lines[i]), max - hits, t, limits, limited);
+	return hits;
+}
+
+static unsigned run_rule(const struct crule *c, struct msgview *mv, struct tstate *t,
+			 unsigned *limits, bool *limited)
+{
+	unsigned max = (c->tflags & RTF_MULTIPLE) ? (c->maxhits ? c->maxhits : MULTIPLE_MAX) : 1;
+	size_t n, len;
+	const char *const *lines;
+	switch (c->type) {
+	case RT_HEADER: {
+		bool present = false;
+		const char *v = msgview_header(mv, c->header, c->mod, &present);
+		if (c->exists)
+			return present ? 1 : 0;
+		/* SpamAssassin: an absent header is "", or the if-unset text. */
+		if (!present && c->if_unset)
+			v = c->if_unset;
+		unsigned hits = re_count(c, v, strlen(v), c->negate ? 1 : max, t, limits, limited);
+		if (c->negate)
+			return hits || *limited ? 0 : 1;
+		return hits;
+	}
+	case RT_BODY:
+		lines = msgview_body(mv, &n);
+		return run_lines(c, lines, n, max, t, limits, limited);
+	case RT_RAWBODY:
+		lines = msgview_rawbody(mv, &n);
+		return run_lines(c, lines, n, max, t, limits, limited);
+	case RT_URI:
+		lines = msgview_uris(mv, &n);
+		return run_lines(c, lines, n, max, t, limits, limited);
+	case RT_FULL: {
+		const char *full = msgview_full(mv, &len);
+		return re_count(c, full, len, max, t, limits, limited);
+	}
+	case RT_META:
+		break;
+	}
+	return 0;
+}
+
+void ruleset_match(const struct ruleset *rs, struct msgview *mv, struct rules_result *r)
+{
+	memset(r, 0, sizeof(*r));
+	if (rs == NULL || rs->n == 0)
+		return;
+	struct tstate *t = tstate_get();
+	unsigned *counts = xcalloc(rs->n, sizeof(unsigned));
+	for (size_t i = 0; i < rs->n; i++) {
+		const struct crule *c = &rs->v[i];
+		if (!c->needed || c->type == RT_META)
+			continue;
+		bool limited = false;
+		counts[i] = run_rule(c, mv, t, &r->limits, &limited);
+		if (limited) {
+			/* The rule counts as not matched, whatever it found
+			 * before the limit. */
+			counts[i] = 0;
+			log_warnx(NULL, "rule %s (%s:%u): PCRE2 match limit reached, counted as not matched",
+				  c->name, c->file, c->line);
+		}
+	}
+	for (size_t k = 0; k < rs->nmeta; k++) {
+		size_t i = rs->meta_order[k];
+		if (rs->v[i].needed)
+			counts[i] = meta_eval(rs->v[i].meta, counts) != 0 ? 1 : 0;
+	}
+	for (size_t i = 0; i < rs->n; i++) {
+		const struct crule *c = &rs->v[i];
+		if (counts[i] == 0 || c->score == 0 || strncmp(c->name, "__", 2) == 0)
+			continue;
+		r->v = xrealloc(r->v, (r->n + 1) * sizeof(*r->v));
+		r->v[r->n++] = (struct rule_hit){ .name = c->name,
+						  .describe = c->describe,
+						  .score = c->score,
+						  .count = counts[i] };
+		r->score += c->score;
+	}
+	free(counts);
+}
+
+void rules_result_free(struct rules_result *r)
+{
+	free(r->v);
+	memset(r, 0, sizeof(*r));
+}

@@ -1,0 +1,144 @@
+/*
+ * rules-private.h - internals of the rules library shared by its files:
+ *
+ *   parse.c    the rule files: lines, continuations, comments, include,
+ *              ifplugin/if/else/endif, the directives, into struct rule_def
+ *   meta.c     meta expressions: parse to a small program, evaluate
+ *   view.c     struct msgview: header values (decoded, raw, :addr, :name),
+ *              body paragraphs (decoded, HTML rendered), rawbody, URIs, full
+ *   html.c     HTML to text, and the links of HTML
+ *   diag.c     the load report (errors and warnings with FILE:LINE)
+ *   compile.c  rule_def -> compiled rules (PCRE2 + JIT), ruleset_load
+ *   match.c    ruleset_match: per-thread match data, limits, meta, scores
+ */
+#ifndef RULES_PRIVATE_H
+#define RULES_PRIVATE_H
+
+#include "common/common.h"
+#include "rules/rules.h"
+
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
+
+/* ---------------------------------------------------------------- parse.c */
+
+enum rule_type { RT_HEADER, RT_BODY, RT_RAWBODY, RT_URI, RT_FULL, RT_META };
+
+enum hdr_mod { HM_NONE, HM_RAW, HM_ADDR, HM_NAME };
+
+#define RTF_MULTIPLE 0x01
+#define RTF_NICE 0x02
+#define RTF_NOAUTOLEARN 0x04
+#define RTF_NET 0x08
+#define RTF_LEARN 0x10
+#define RTF_USERCONF 0x20
+
+struct rule_def {
+	char *name;
+	enum rule_type type;
+	char *file;               /* where it was defined */
+	unsigned line;
+	/* header rules */
+	char *header;             /* "Subject", "ALL", "ToCc", "EnvelopeFrom"... */
+	enum hdr_mod mod;
+	bool exists;              /* "exists:Header" */
+	char *if_unset;           /* [if-unset: TEXT], NULL when none */
+	/* regex rules (header, body, rawbody, uri, full) */
+	bool negate;              /* !~ (header rules only) */
+	char *pattern;            /* between the delimiters */
+	char *flags;              /* after the closing delimiter: i m s x g ... */
+	/* meta rules */
+	char *expr;
+	/* from score/describe/tflags lines (also when they come first) */
+	bool has_score;           /* a score line was seen; if not, score is */
+	double score;             /* SpamAssassin's default: 1.0, 0 for "__" names, 0.01 for "T_" */
+	char *describe;
+	unsigned tflags;
+	unsigned maxhits;         /* tflags maxhits=N; 0: none */
+	bool defined;             /* a rule line was seen (score alone is not a rule) */
+};
+
+struct rule_defs {
+	struct rule_def *v;
+	size_t n;
+};
+
+/* Parse path (and what it includes) into defs, adding to rep.  A rule
+ * defined twice: the later definition wins (SpamAssassin's behaviour),
+ * score/describe/tflags apply to the rule of that name wherever they are.
+ * Returns 0, or -1 when errors were reported. */
+int rules_parse_file(const char *path, struct rule_defs *defs, struct rules_report *rep);
+void rule_defs_free(struct rule_defs *defs);
+/* Add a diagnostic. */
+void rules_diag_add(struct rules_report *rep, const char *file, unsigned line, bool error,
+		    const char *fmt, ...) PRINTFLIKE(5, 6);
+
+/* ----------------------------------------------------------------- meta.c */
+
+/* A meta expression over rule names: && || ! ( ) + - * / comparisons
+ * (> >= < <= == !=, not chained) and integer or decimal constants, with
+ * Perl's precedence (&& and || give the deciding operand's value); a name
+ * is worth its hit count (0 when it did not match or does not exist);
+ * x / 0 is 0.  At most 100 levels of parentheses and 32 KiB. */
+struct meta_expr;
+/* Compile; resolve(name, arg) gives a rule's index, or -1 for an unknown
+ * name (which counts as 0).  NULL with *error_r (static text) on a syntax
+ * error. */
+struct meta_expr *meta_compile(const char *text, int (*resolve)(const char *name, void *arg),
+			       void *arg, const char **error_r);
+void meta_free(struct meta_expr **e);
+/* The rule indexes the expression reads, for ordering metas. */
+size_t meta_deps(const struct meta_expr *e, const int **deps);
+/* Evaluate with counts[i] = hits of rule i. */
+double meta_eval(const struct meta_expr *e, const unsigned *counts);
+
+/* ----------------------------------------------------------------- view.c */
+
+/* One header value: every field of that name, each value unfolded,
+ * joined by "\n" (SpamAssassin's multi-field header), "" when absent
+ * (and *present false). */
+const char *msgview_header(struct msgview *v, const char *name, enum hdr_mod mod, bool *present);
+/* Body paragraphs (rendered text, Subject first), rawbody lines (decoded,
+ * not rendered), URIs; each an array of NUL-terminated strings. */
+const char *const *msgview_body(struct msgview *v, size_t *n);
+const char *const *msgview_rawbody(struct msgview *v, size_t *n);
+const char *const *msgview_uris(struct msgview *v, size_t *n);
+const char *msgview_full(struct msgview *v, size_t *len);
+
+/* ----------------------------------------------------------------- html.c */
+
+/* Render HTML as text into out (tags dropped, block elements as line
+ * breaks, entities decoded to UTF-8, script/style dropped), and append
+ * the targets of href/src/action attributes to *links (malloc'd strings,
+ * *nlinks updated). */
+void html_render(const char *html, size_t len, struct buf *out, char ***links, size_t *nlinks);
+
+/* ------------------------------------------------- compile.c, match.c */
+
+struct crule {
+	char *name;
+	char *describe;
+	char *file;               /* for messages */
+	unsigned line;
+	enum rule_type type;
+	double score;             /* the score that applies (defaults included) */
+	bool needed;              /* scores, or a scoring meta reads it */
+	unsigned tflags, maxhits;
+	char *header;             /* header rules */
+	enum hdr_mod mod;
+	bool exists, negate;
+	char *if_unset;
+	pcre2_code *re;           /* regex rules (NULL for exists: and metas) */
+	char *expr;               /* metas: the source */
+	struct meta_expr *meta;
+};
+
+struct ruleset {
+	struct crule *v;
+	size_t n;
+	size_t *meta_order;       /* metas, each after those it reads */
+	size_t nmeta;
+	size_t nneeded;
+};
+
+#endif

@@ -1,0 +1,277 @@
+/*
+ * rulesbench - rule matching speed and accuracy on a corpus.
+ *
+ *   rulesbench -r RULES [-j JUNK] [-t THREADS] [-n ROUNDS] [-v] HAM_DIR SPAM_DIR
+ *   rulesbench -r RULES -S COUNT      (synthetic messages, when there is no corpus)
+ *
+ * Loads RULES (a rules directory or one file) as filterd does, reads every
+ * file of the two directories into memory (an mbox "From " first line is
+ * skipped by the message view), then scores each message ROUNDS times
+ * (default 1) on THREADS threads (default 2): a message view is built and
+ * every rule matched, as filterd does at the end of DATA.  Prints:
+ *
+ *   rules=N msgs=M mb=X secs=T msgs_s=R mb_s=B
+ *   ham: H of NH at or above JUNK (P%)   spam: S of NS (Q%)
+ *
+ * and with -v the rules that hit ham, with counts (for tuning), and the
+ * rules that hit spam.  The load time of the rules is printed too.
+ */
+#include "common/common.h"
+#include "rules/rules.h"
+
+#include <dirent.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+struct msg {
+	char *data;
+	size_t len;
+	bool spam;
+	double score;
+	char *tests; /* comma list */
+};
+
+static struct msg *msgs;
+static size_t nmsgs;
+static struct ruleset *rs;
+static int rounds = 1;
+static size_t next_msg;
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void add_msg(char *data, size_t len, bool spam)
+{
+	msgs = xrealloc(msgs, (nmsgs + 1) * sizeof(*msgs));
+	msgs[nmsgs++] = (struct msg){ .data = data, .len = len, .spam = spam };
+}
+
+static int name_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static void read_dir(const char *dir, bool spam)
+{
+	DIR *d = opendir(dir);
+	if (d == NULL) {
+		fprintf(stderr, "rulesbench: %s: cannot open\n", dir);
+		exit(2);
+	}
+	char **names = NULL;
+	size_t n = 0;
+	struct dirent *e;
+	while ((e = readdir(d)) != NULL) {
+		if (e->d_name[0] == '.')
+			continue;
+		names = xrealloc(names, (n + 1) * sizeof(char *));
+		names[n++] = xasprintf("%s/%s", dir, e->d_name);
+	}
+	closedir(d);
+	qsort(names, n, sizeof(char *), name_cmp);
+	for (size_t i = 0; i < n; i++) {
+		FILE *f = fopen(names[i], "rb");
+		if (f) {
+			struct buf b;
+			buf_init(&b, 64u << 20);
+			char chunk[65536];
+			size_t k;
+			while ((k = fread(chunk, 1, sizeof(chunk), f)) > 0)
+				buf_append(&b, chunk, k);
+			fclose(f);
+			add_msg(b.data ? b.data : xstrdup(""), b.len, spam);
+		}
+		free(names[i]);
+	}
+	free(names);
+}
+
+/* Messages that look like mail: headers, a text or HTML body, links. */
+static void synthetic(size_t count)
+{
+	static const char *const words[] = { "report", "meeting", "offer", "free", "account",
+					     "update", "project", "invoice", "click", "team" };
+	for (size_t i = 0; i < count; i++) {
+		struct buf b;
+		buf_init(&b, 1u << 20);
+		bool html = i % 3 == 0;
+		buf_printf(&b,
+			   "From: Sender %zu <s%zu@example.test>\nTo: <r@example.test>\n"
+			   "Subject: %s %s %zu\nDate: Wed, 02 Dec 2026 10:00:00 +0000\n"
+			   "Message-ID: <%zu@example.test>\nMIME-Version: 1.0\n"
+			   "Content-Type: %s; charset=utf-8\n\n",
+			   i, i, words[i % 10], words[(i / 10) % 10], i, i, html ? "text/html" : "text/plain");
+		for (int l = 0; l < 60; l++) {
+			if (html)
+				buf_puts(&b, "<p>");
+			for (int w = 0; w < 10; w++)
+				buf_printf(&b, "%s ", words[(i + (size_t)l * 7 + (size_t)w) % 10]);
+			if (l % 20 == 0)
+				buf_printf(&b, html ? "<a href=\"https://www%zu.example.test/x\">link</a>"
+						    : "https://www%zu.example.test/x",
+					   i % 50);
+			buf_puts(&b, html ? "</p>\n" : "\n");
+		}
+		add_msg(b.data, b.len, false);
+	}
+}
+
+static void *worker(void *arg)
+{
+	(void)arg;
+	for (;;) {
+		pthread_mutex_lock(&lock);
+		size_t i = next_msg++;
+		pthread_mutex_unlock(&lock);
+		if (i >= nmsgs * (size_t)rounds)
+			break;
+		struct msg *m = &msgs[i % nmsgs];
+		struct msgview *mv = msgview_new(m->data, m->len);
+		struct rules_result r;
+		ruleset_match(rs, mv, &r);
+		if (i < nmsgs) {
+			struct buf t;
+			buf_init(&t, 1u << 20);
+			for (size_t k = 0; k < r.n; k++)
+				buf_printf(&t, "%s%s", k ? "," : "", r.v[k].name);
+			m->score = r.score;
+			m->tests = t.data ? t.data : xstrdup("");
+		}
+		rules_result_free(&r);
+		msgview_free(&mv);
+	}
+	return NULL;
+}
+
+struct count {
+	char *name;
+	unsigned ham, spam;
+};
+
+static void tally(struct count **cv, size_t *nc, const char *tests, bool spam)
+{
+	char *copy = xstrdup(tests);
+	for (char *save = NULL, *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+		size_t k = 0;
+		while (k < *nc && strcmp((*cv)[k].name, t) != 0)
+			k++;
+		if (k == *nc) {
+			*cv = xrealloc(*cv, (*nc + 1) * sizeof(**cv));
+			(*cv)[k] = (struct count){ .name = xstrdup(t) };
+			(*nc)++;
+		}
+		if (spam)
+			(*cv)[k].spam++;
+		else
+			(*cv)[k].ham++;
+	}
+	free(copy);
+}
+
+static int by_ham(const void *a, const void *b)
+{
+	const struct count *x = a, *y = b;
+	if (x->ham != y->ham)
+		return x->ham < y->ham ? 1 : -1;
+	return x->spam < y->spam ? 1 : x->spam > y->spam ? -1 : 0;
+}
+
+int main(int argc, char **argv)
+{
+	const char *rules = NULL;
+	double junk = 5.0;
+	int threads = 2, c;
+	long synth = 0;
+	bool verbose = false;
+	while ((c = getopt(argc, argv, "r:j:t:n:S:v")) != -1) {
+		switch (c) {
+		case 'r': rules = optarg; break;
+		case 'j': junk = atof(optarg); break;
+		case 't': threads = atoi(optarg); break;
+		case 'n': rounds = atoi(optarg); break;
+		case 'S': synth = atol(optarg); break;
+		case 'v': verbose = true; break;
+		default: goto usage;
+		}
+	}
+	if (rules == NULL || threads < 1 || threads > 64 || rounds < 1 ||
+	    (synth == 0 && argc - optind != 2) || (synth > 0 && argc != optind))
+		goto usage;
+	log_open("rulesbench", LOG_LVL_ERR, NULL);
+	double t0 = now_s();
+	struct rules_report rep = { 0 };
+	int lr = strstr(rules, ".rules") || strstr(rules, ".cf") ? ruleset_load_file(rules, &rs, &rep)
+								  : ruleset_load(rules, &rs, &rep);
+	double tload = now_s() - t0;
+	if (lr < 0) {
+		struct buf out;
+		buf_init(&out, 64u << 20);
+		rules_report_format(&rep, &out);
+		fprintf(stderr, "%s", out.data ? out.data : "");
+		fprintf(stderr, "rulesbench: %s: %zu errors\n", rules, rep.errors);
+		return 1;
+	}
+	if (synth > 0) {
+		synthetic((size_t)synth);
+	} else {
+		read_dir(argv[optind], false);
+		read_dir(argv[optind + 1], true);
+	}
+	size_t bytes = 0;
+	for (size_t i = 0; i < nmsgs; i++)
+		bytes += msgs[i].len;
+	pthread_t tid[64];
+	t0 = now_s();
+	for (int i = 0; i < threads; i++)
+		pthread_create(&tid[i], NULL, worker, NULL);
+	for (int i = 0; i < threads; i++)
+		pthread_join(tid[i], NULL);
+	double secs = now_s() - t0;
+	double mb = (double)bytes * rounds / 1e6;
+	printf("rules=%zu warnings=%zu load_ms=%.0f msgs=%zu mb=%.1f secs=%.2f msgs_s=%.0f mb_s=%.1f\n",
+	       ruleset_size(rs), rep.warnings, tload * 1000, nmsgs * (size_t)rounds, mb, secs,
+	       (double)nmsgs * rounds / secs, mb / secs);
+	if (synth == 0) {
+		size_t ham = 0, spam = 0, hj = 0, sj = 0;
+		struct count *cv = NULL;
+		size_t nc = 0;
+		for (size_t i = 0; i < nmsgs; i++) {
+			bool over = msgs[i].score >= junk;
+			if (msgs[i].spam) {
+				spam++;
+				sj += over;
+			} else {
+				ham++;
+				hj += over;
+				if (verbose && over)
+					printf("ham at %.1f: #%zu %s\n", msgs[i].score, i, msgs[i].tests);
+			}
+			tally(&cv, &nc, msgs[i].tests, msgs[i].spam);
+		}
+		printf("ham: %zu of %zu at or above %.1f (%.2f%%)   spam: %zu of %zu (%.1f%%)\n", hj, ham,
+		       junk, ham ? 100.0 * (double)hj / (double)ham : 0, sj, spam,
+		       spam ? 100.0 * (double)sj / (double)spam : 0);
+		if (verbose) {
+			qsort(cv, nc, sizeof(*cv), by_ham);
+			printf("%-32s %6s %6s\n", "rule", "ham", "spam");
+			for (size_t k = 0; k < nc; k++)
+				printf("%-32s %6u %6u\n", cv[k].name, cv[k].ham, cv[k].spam);
+		}
+	}
+	ruleset_free(&rs);
+	rules_report_free(&rep);
+	return 0;
+usage:
+	fprintf(stderr, "usage: rulesbench -r RULES [-j JUNK] [-t THREADS] [-n ROUNDS] [-v] HAM_DIR SPAM_DIR\n"
+			"       rulesbench -r RULES -S COUNT\n");
+	return 2;
+}
