@@ -5,7 +5,12 @@
  *              ifplugin/if/else/endif, the directives, into struct rule_def
  *   meta.c     meta expressions: parse to a small program, evaluate
  *   view.c     struct msgview: header values (decoded, raw, :addr, :name),
- *              body paragraphs (decoded, HTML rendered), rawbody, URIs, full
+ *              the MIME walk, body paragraphs (decoded, HTML rendered),
+ *              rawbody, URIs, full
+ *   strvec.c   struct strvec: the string arrays of the views
+ *   decode.c   the text of a MIME part: transfer encoding, charset to UTF-8
+ *   uri.c      the URIs of text and of HTML links: found, normalised,
+ *              deduplicated
  *   html.c     HTML to text, and the links of HTML
  *   diag.c     the load report (errors and warnings with FILE:LINE)
  *   compile.c  rule_def -> compiled rules (PCRE2 + JIT), ruleset_load
@@ -104,6 +109,64 @@ const char *const *msgview_body(struct msgview *v, size_t *n);
 const char *const *msgview_rawbody(struct msgview *v, size_t *n);
 const char *const *msgview_uris(struct msgview *v, size_t *n);
 const char *msgview_full(struct msgview *v, size_t *len);
+
+/* Decoded text: octets per message (see view.c). */
+#define VIEW_TEXT_MAX (4u << 20)
+/* FNV-1a of n octets (the hash tables of view.c and uri.c). */
+uint64_t view_hash(const char *s, size_t n);
+
+/* --------------------------------------------------------------- strvec.c */
+
+/* NUL-terminated strings one after the other in one buffer (at most
+ * 2 * VIEW_TEXT_MAX octets and VIEW_MAX_STRINGS strings); v built on the
+ * first strvec_get.  strvec_init before adding; strvec_free also takes a
+ * zeroed one. */
+struct strvec {
+	struct buf b;
+	size_t *off;              /* where each string starts in b */
+	size_t n, cap;
+	const char **v;
+};
+void strvec_init(struct strvec *s);
+/* Add n octets as one string; false (nothing added) when full. */
+bool strvec_add(struct strvec *s, const char *p, size_t n);
+/* Add, split into pieces of at most VIEW_CHUNK_MAX octets (strvec.c). */
+void strvec_add_split(struct strvec *s, const char *p, size_t n);
+/* The strings (borrowed, NULL after the last), their number in *n. */
+const char *const *strvec_get(struct strvec *s, size_t *n);
+void strvec_free(struct strvec *s);
+
+/* --------------------------------------------------------------- decode.c */
+
+/* The transfer encodings that are decoded; others are read as they are. */
+enum text_enc { TE_NONE, TE_BASE64, TE_QP };
+/* A Content-Transfer-Encoding value (trimmed; NULL when none). */
+enum text_enc text_enc_parse(const char *cte);
+/* The text of a part: [p, p + len) transfer-decoded, converted from
+ * charset (NULL: none) to UTF-8, NULs as blanks, at most budget octets.
+ * Malloc'd and NUL-terminated, its length in *len_r. */
+char *text_decode(const char *p, size_t len, enum text_enc enc, const char *charset, size_t budget,
+		  size_t *len_r);
+
+/* ------------------------------------------------------------------ uri.c */
+
+#define VIEW_MAX_URIS 1000
+#define VIEW_URI_MAX 4096
+
+/* The URIs of a message, deduplicated, in order of appearance (and each
+ * followed by its normalised form and redirector targets).  tmp below is
+ * the caller's scratch buffer, of max 4 * VIEW_URI_MAX. */
+struct uriset {
+	struct strvec sv;
+	uint32_t *slots;          /* dedup table: 1 + index into sv, 0 free */
+};
+/* uriset_init before adding; uriset_free also takes a zeroed one. */
+void uriset_init(struct uriset *set);
+void uriset_free(struct uriset *set);
+/* The target of an HTML link ("www.x" and "//x" read as http://). */
+void uriset_add_link(struct uriset *set, const char *link, struct buf *tmp);
+/* The URIs written in text. */
+void uriset_scan_text(struct uriset *set, const char *p, size_t n, struct buf *tmp);
 
 /* ----------------------------------------------------------------- html.c */
 

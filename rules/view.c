@@ -3,6 +3,10 @@
  * see of one message, as SpamAssassin shows it to its rules
  * (rules.h, rules-private.h).
  *
+ * The text of the parts is decoded by decode.c, the URIs are found by
+ * uri.c; this file walks the MIME structure, reads the headers, and
+ * assembles the views (string arrays: strvec.c).
+ *
  * The message is borrowed.  A first line "From " (mbox) is skipped and
  * is not part of any view.  Views are built on first use and cached
  * until msgview_free: the top-level header on the first msgview_header,
@@ -28,7 +32,7 @@
  * MIME: our own bounded scanner (the rules of common/mime.c: RFC 2046
  * delimiters, the line end before a delimiter belongs to it, an unclosed
  * part runs to the end of its parent), GMime for Content-Type parameters
- * and base64 / quoted-printable decoding.  At most MIME_MAX_PARTS
+ * (base64 / quoted-printable decoding: decode.c).  At most MIME_MAX_PARTS
  * entities, MIME_MAX_DEPTH levels (deeper multiparts are skipped).  A
  * multipart without a boundary parameter, or whose boundary never
  * occurs, is read as text/plain, so its text is still seen.
@@ -37,12 +41,11 @@
  * halves of a multipart/alternative (as SpamAssassin renders all text
  * parts); other types contribute nothing.
  *
- * Charsets: none, us-ascii or utf-8: valid UTF-8 is kept, other bytes are
- * read as windows-1252; iso-8859-1 (latin1, ...) is read as windows-1252
- * as browsers do; others through iconv (GMime's aliases), invalid bytes
- * as U+FFFD; an unknown charset is handled like none.  NULs become
- * blanks.  Decoded text: at most VIEW_TEXT_MAX octets per part and in
- * all; rendered HTML text at most VIEW_TEXT_MAX in all.
+ * Each text part is decoded by decode.c (transfer encoding, charset to
+ * UTF-8, NULs as blanks), once, when the parts are first needed.
+ * Decoded text: at most VIEW_TEXT_MAX octets per part and in all (each
+ * part gets what the earlier ones left); rendered HTML text at most
+ * VIEW_TEXT_MAX in all.
  *
  * body: the decoded Subject as the first paragraph, then every text part
  * (text/html rendered by html_render) split into paragraphs at blank
@@ -52,19 +55,12 @@
  * parts, tags kept, one string per line (without its line end).  As in
  * SpamAssassin, a string longer than VIEW_CHUNK_MAX octets is split, at
  * a space in its second half when there is one (the space dropped), else
- * at a UTF-8 character boundary.  At most VIEW_MAX_STRINGS strings each.
+ * at a UTF-8 character boundary.  At most VIEW_MAX_STRINGS strings each
+ * (both in strvec.c).
  *
- * uris, in order of appearance, deduplicated, at most VIEW_MAX_URIS of
- * at most VIEW_URI_MAX octets: for each text part, the HTML links (see
- * html.c; "www.x" and "//x" read as "http://www.x" and "http://x", other
- * relative links kept as written), then the http://, https://, ftp://,
- * mailto:, hxxp(s):// and www. ("http://www.") URIs of its (rendered)
- * text; trailing .,;:!?)]} are not part of a URI in text.  Each URI is followed by its normalised
- * form when that differs: scheme lower-cased, hxxp -> http, backslashes
- * as slashes, for http/https/ftp the userinfo dropped and the host
- * %-decoded, lower-cased and without trailing dots; and by every
- * http(s):// URI embedded in its path or query (redirectors).  Bare
- * domains and e-mail addresses in text are not URIs here.
+ * uris: found by uri.c (see there) in the same pass over the text parts
+ * as body: for each part, the links html_render returned, then the URIs
+ * of its text (rendered for HTML).
  *
  * GMime is initialised through common/mime.c (mime_init), so the two
  * never race on g_mime_init().
@@ -72,8 +68,6 @@
 #include "rules/rules-private.h"
 #include "common/mime.h"
 
-#include <errno.h>
-#include <iconv.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -81,13 +75,7 @@
 
 #include <gmime/gmime.h>
 
-#define VIEW_TEXT_MAX (4u << 20)
-#define VIEW_CHUNK_MAX 2048
-#define VIEW_MAX_STRINGS 100000
-#define VIEW_MAX_URIS 1000
-#define VIEW_URI_MAX 4096
 #define VIEW_MAX_FIELDS 10000
-#define URI_SLOTS 4096 /* > 2 * VIEW_MAX_URIS, a power of 2 */
 
 struct hfield {
 	size_t start, name_len, value, end;
@@ -106,19 +94,11 @@ struct hentry {
 
 struct tpart {
 	size_t start, end;
-	GMimeContentEncoding enc;
+	enum text_enc enc;
 	char *charset;
 	bool html;
 	char *text; /* decoded, NUL-terminated */
 	size_t len;
-};
-
-/* NUL-separated strings in one buffer; v built on demand. */
-struct strvec {
-	struct buf b;
-	size_t *off;
-	size_t n, cap;
-	const char **v;
 };
 
 struct msgview {
@@ -131,8 +111,8 @@ struct msgview {
 	size_t hc_n, hc_cap;
 	struct tpart *parts;
 	size_t nparts, pcap, entities, text_total;
-	struct strvec body, raw, uris;
-	uint32_t *uri_slots;
+	struct strvec body, raw;
+	struct uriset uris;
 };
 
 static pthread_once_t view_once = PTHREAD_ONCE_INIT;
@@ -162,85 +142,12 @@ static bool is_space(char c)
 	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
 }
 
-static bool is_alnum(char c)
-{
-	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
-}
-
-static uint64_t hash_bytes(const char *s, size_t n)
+uint64_t view_hash(const char *s, size_t n)
 {
 	uint64_t h = 14695981039346656037u;
 	for (size_t i = 0; i < n; i++)
 		h = (h ^ (unsigned char)s[i]) * 1099511628211u;
 	return h;
-}
-
-/* ------------------------------------------------------------ strvec */
-
-static void sv_init(struct strvec *s)
-{
-	buf_init(&s->b, 2 * VIEW_TEXT_MAX);
-}
-
-static bool sv_add(struct strvec *s, const char *p, size_t n)
-{
-	if (s->n >= VIEW_MAX_STRINGS || buf_append(&s->b, p, n) != 0)
-		return false;
-	if (buf_append(&s->b, "", 1) != 0) {
-		s->b.len -= n;
-		s->b.data[s->b.len] = '\0';
-		return false;
-	}
-	if (s->n == s->cap) {
-		s->cap = s->cap ? 2 * s->cap : 64;
-		s->off = xrealloc(s->off, s->cap * sizeof *s->off);
-	}
-	s->off[s->n++] = s->b.len - n - 1;
-	return true;
-}
-
-/* Add, split into pieces of at most VIEW_CHUNK_MAX octets. */
-static void sv_add_split(struct strvec *s, const char *p, size_t n)
-{
-	while (n > VIEW_CHUNK_MAX) {
-		size_t cut = 0;
-		for (size_t i = VIEW_CHUNK_MAX; i > VIEW_CHUNK_MAX / 2 && !cut; i--)
-			if (p[i] == ' ')
-				cut = i;
-		if (cut) {
-			if (!sv_add(s, p, cut))
-				return;
-			p += cut + 1;
-			n -= cut + 1;
-			continue;
-		}
-		cut = VIEW_CHUNK_MAX;
-		while (cut > VIEW_CHUNK_MAX - 3 && ((unsigned char)p[cut] & 0xC0) == 0x80)
-			cut--;
-		if (!sv_add(s, p, cut))
-			return;
-		p += cut;
-		n -= cut;
-	}
-	sv_add(s, p, n);
-}
-
-static const char *const *sv_get(struct strvec *s, size_t *n)
-{
-	*n = s->n;
-	if (s->v == NULL) {
-		s->v = xcalloc(s->n + 1, sizeof *s->v);
-		for (size_t i = 0; i < s->n; i++)
-			s->v[i] = s->b.data + s->off[i];
-	}
-	return s->v;
-}
-
-static void sv_free(struct strvec *s)
-{
-	buf_free(&s->b);
-	free(s->off);
-	free(s->v);
 }
 
 /* ------------------------------------------------------------ header */
@@ -445,7 +352,7 @@ const char *msgview_header(struct msgview *v, const char *name, enum hdr_mod mod
 		for (size_t i = 0; i < v->hc_cap; i++) {
 			if (v->hc[i].key == NULL)
 				continue;
-			size_t j = hash_bytes(v->hc[i].key, strlen(v->hc[i].key)) & (cap - 1);
+			size_t j = view_hash(v->hc[i].key, strlen(v->hc[i].key)) & (cap - 1);
 			while (t[j].key)
 				j = (j + 1) & (cap - 1);
 			t[j] = v->hc[i];
@@ -454,7 +361,7 @@ const char *msgview_header(struct msgview *v, const char *name, enum hdr_mod mod
 		v->hc = t;
 		v->hc_cap = cap;
 	}
-	size_t j = hash_bytes(key, nl + 1) & (v->hc_cap - 1);
+	size_t j = view_hash(key, nl + 1) & (v->hc_cap - 1);
 	while (v->hc[j].key && strcmp(v->hc[j].key, key) != 0)
 		j = (j + 1) & (v->hc_cap - 1);
 	struct hentry *e = &v->hc[j];
@@ -499,7 +406,7 @@ static void add_text_part(struct msgview *v, size_t start, size_t end, const cha
 	memset(t, 0, sizeof *t);
 	t->start = start;
 	t->end = end;
-	t->enc = cte ? g_mime_content_encoding_from_string(cte) : GMIME_CONTENT_ENCODING_DEFAULT;
+	t->enc = text_enc_parse(cte);
 	t->charset = charset && *charset ? xstrdup(charset) : NULL;
 	t->html = html;
 }
@@ -593,160 +500,6 @@ static void walk_entity(struct msgview *v, const struct hdr *h, size_t body, siz
 	free(cte);
 }
 
-/* ------------------------------------------------------------ decoding */
-
-static const unsigned short cp1252[32] = {
-	0x20AC, 0xFFFD, 0x201A, 0x0192, 0x201E, 0x2026, 0x2020, 0x2021, 0x02C6, 0x2030, 0x0160,
-	0x2039, 0x0152, 0xFFFD, 0x017D, 0xFFFD, 0xFFFD, 0x2018, 0x2019, 0x201C, 0x201D, 0x2022,
-	0x2013, 0x2014, 0x02DC, 0x2122, 0x0161, 0x203A, 0x0153, 0xFFFD, 0x017E, 0x0178,
-};
-
-/* Length of the valid UTF-8 sequence at p, 0 when there is none. */
-static size_t utf8_seq(const unsigned char *p, size_t n)
-{
-	unsigned c = p[0];
-	size_t len = c < 0x80 ? 1 : c >= 0xC2 && c <= 0xDF ? 2 : c >= 0xE0 && c <= 0xEF ? 3
-		   : c >= 0xF0 && c <= 0xF4 ? 4 : 0;
-	if (len == 0 || len > n)
-		return 0;
-	for (size_t i = 1; i < len; i++)
-		if ((p[i] & 0xC0) != 0x80)
-			return 0;
-	if ((c == 0xE0 && p[1] < 0xA0) || (c == 0xED && p[1] > 0x9F) || (c == 0xF0 && p[1] < 0x90) ||
-	    (c == 0xF4 && p[1] > 0x8F))
-		return 0;
-	return len;
-}
-
-/* Bytes as windows-1252, except valid UTF-8 sequences when mixed. */
-static void from_8bit(const char *in, size_t len, struct buf *out, bool mixed)
-{
-	const unsigned char *p = (const unsigned char *)in;
-	for (size_t i = 0; i < len;) {
-		size_t run = i;
-		while (run < len && p[run] < 0x80)
-			run++;
-		if (run > i && buf_append(out, p + i, run - i) != 0)
-			return;
-		if ((i = run) >= len)
-			break;
-		size_t sl = mixed ? utf8_seq(p + i, len - i) : 0;
-		if (sl) {
-			if (buf_append(out, p + i, sl) != 0)
-				return;
-			i += sl;
-			continue;
-		}
-		unsigned cp = p[i] < 0xA0 ? cp1252[p[i] - 0x80] : p[i];
-		char u[3];
-		size_t ul = cp < 0x800 ? 2 : 3;
-		if (ul == 2) {
-			u[0] = (char)(0xC0 | (cp >> 6));
-			u[1] = (char)(0x80 | (cp & 0x3F));
-		} else {
-			u[0] = (char)(0xE0 | (cp >> 12));
-			u[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
-			u[2] = (char)(0x80 | (cp & 0x3F));
-		}
-		if (buf_append(out, u, ul) != 0)
-			return;
-		i++;
-	}
-}
-
-static bool charset_in(const char *cs, const char *list)
-{
-	char one[64];
-	for (const char *s = list; *s;) {
-		size_t n = strcspn(s, " ");
-		if (n < sizeof one) {
-			memcpy(one, s, n);
-			one[n] = '\0';
-			if (strcasecmp(cs, one) == 0)
-				return true;
-		}
-		s += n + (s[n] == ' ');
-	}
-	return false;
-}
-
-static void to_utf8(const char *cs, const char *in, size_t len, struct buf *out)
-{
-	if (cs == NULL || charset_in(cs, "us-ascii ascii utf-8 utf8 us ansi_x3.4-1968 unknown-8bit "
-					 "x-unknown default x-user-defined")) {
-		from_8bit(in, len, out, true);
-		return;
-	}
-	if (charset_in(cs, "iso-8859-1 iso8859-1 iso_8859-1 latin1 latin-1 l1 windows-1252 cp1252 "
-			   "x-cp1252")) {
-		from_8bit(in, len, out, false);
-		return;
-	}
-	iconv_t cd = g_mime_iconv_open("UTF-8", g_mime_charset_iconv_name(cs));
-	if (cd == (iconv_t)-1) {
-		from_8bit(in, len, out, true);
-		return;
-	}
-	char *ip = (char *)in, obuf[16384];
-	size_t il = len;
-	bool ok = true;
-	while (ok && il > 0) {
-		char *op = obuf;
-		size_t ol = sizeof obuf;
-		size_t r = iconv(cd, &ip, &il, &op, &ol);
-		int err = r == (size_t)-1 ? errno : 0;
-		ok = buf_append(out, obuf, sizeof obuf - ol) == 0;
-		if (ok && err && err != E2BIG) {
-			ok = buf_append(out, "\xef\xbf\xbd", 3) == 0;
-			ip++;
-			il--;
-		}
-	}
-	char *op = obuf;
-	size_t ol = sizeof obuf;
-	iconv(cd, NULL, NULL, &op, &ol);
-	if (ok)
-		buf_append(out, obuf, sizeof obuf - ol);
-	g_mime_iconv_close(cd);
-}
-
-static void decode_part(struct msgview *v, struct tpart *t)
-{
-	size_t budget = VIEW_TEXT_MAX - v->text_total;
-	struct buf raw, out;
-	buf_init(&raw, budget);
-	buf_init(&out, budget);
-	const char *p = v->msg + t->start;
-	size_t len = t->end - t->start;
-	if (t->enc == GMIME_CONTENT_ENCODING_BASE64 || t->enc == GMIME_CONTENT_ENCODING_QUOTEDPRINTABLE) {
-		enum { CHUNK = 16384 };
-		GMimeEncoding st;
-		g_mime_encoding_init_decode(&st, t->enc);
-		char *obuf = xmalloc(g_mime_encoding_outlen(&st, CHUNK) + 16);
-		bool ok = true;
-		for (size_t off = 0; ok && off < len; off += CHUNK) {
-			size_t il = len - off < CHUNK ? len - off : CHUNK;
-			size_t ol = g_mime_encoding_step(&st, p + off, il, obuf);
-			ok = buf_append(&raw, obuf, ol) == 0;
-		}
-		if (ok)
-			buf_append(&raw, obuf, g_mime_encoding_flush(&st, "", 0, obuf));
-		free(obuf);
-		p = raw.data ? raw.data : "";
-		len = raw.len;
-	} else if (len > budget) {
-		len = budget;
-	}
-	to_utf8(t->charset, p, len, &out);
-	buf_free(&raw);
-	for (size_t i = 0; i < out.len; i++)
-		if (out.data[i] == '\0')
-			out.data[i] = ' ';
-	t->text = out.data ? out.data : xstrdup("");
-	t->len = out.len;
-	v->text_total += out.len;
-}
-
 static void ensure_parts(struct msgview *v)
 {
 	if (v->parts_done)
@@ -754,8 +507,12 @@ static void ensure_parts(struct msgview *v)
 	ensure_header(v);
 	v->parts_done = true;
 	walk_entity(v, &v->h, v->body_start, v->len, 0);
-	for (size_t i = 0; i < v->nparts; i++)
-		decode_part(v, &v->parts[i]);
+	for (size_t i = 0; i < v->nparts; i++) {
+		struct tpart *t = &v->parts[i];
+		t->text = text_decode(v->msg + t->start, t->end - t->start, t->enc, t->charset,
+				      VIEW_TEXT_MAX - v->text_total, &t->len);
+		v->text_total += t->len;
+	}
 }
 
 /* ------------------------------------------------------------ views */
@@ -771,7 +528,7 @@ static void add_paragraphs(struct strvec *s, const char *p, size_t n, struct buf
 		while (i < eol && is_space(p[i]))
 			i++;
 		if (i == eol && para->len) {
-			sv_add_split(s, para->data, para->len);
+			strvec_add_split(s, para->data, para->len);
 			buf_reset(para);
 		}
 		bool sp = para->len > 0;
@@ -792,155 +549,16 @@ static void add_paragraphs(struct strvec *s, const char *p, size_t n, struct buf
 		pos = eol + 1;
 	}
 	if (para->len)
-		sv_add_split(s, para->data, para->len);
+		strvec_add_split(s, para->data, para->len);
 	buf_reset(para);
-}
-
-static bool uri_put(struct msgview *v, const char *u, size_t n)
-{
-	if (n == 0 || v->uris.n >= VIEW_MAX_URIS)
-		return false;
-	size_t j = hash_bytes(u, n) & (URI_SLOTS - 1);
-	while (v->uri_slots[j]) {
-		const char *o = v->uris.b.data + v->uris.off[v->uri_slots[j] - 1];
-		if (strlen(o) == n && memcmp(o, u, n) == 0)
-			return false;
-		j = (j + 1) & (URI_SLOTS - 1);
-	}
-	if (!sv_add(&v->uris, u, n))
-		return false;
-	v->uri_slots[j] = (uint32_t)v->uris.n;
-	return true;
-}
-
-static int hexval(char c)
-{
-	return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
-	     : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
-}
-
-/* The normalised form of a URI into o (see the top of the file). */
-static void uri_normalize(const char *u, size_t n, struct buf *o)
-{
-	size_t i = 0;
-	buf_reset(o);
-	while (i < n && (is_alnum(u[i]) || u[i] == '+' || u[i] == '-' || u[i] == '.'))
-		i++;
-	if (i == 0 || i >= n || u[i] != ':')
-		return;
-	char scheme[16] = "";
-	for (size_t k = 0; k < i && k < sizeof scheme - 1; k++)
-		scheme[k] = (char)(u[k] >= 'A' && u[k] <= 'Z' ? u[k] | 0x20 : u[k]);
-	scheme[i < sizeof scheme ? i : sizeof scheme - 1] = '\0';
-	if (strncmp(scheme, "hxxp", 4) == 0)
-		scheme[1] = scheme[2] = 't';
-	buf_puts(o, scheme);
-	buf_puts(o, ":");
-	i++;
-	bool web = strcmp(scheme, "http") == 0 || strcmp(scheme, "https") == 0 ||
-		   strcmp(scheme, "ftp") == 0;
-	if (web) {
-		while (i < n && (u[i] == '/' || u[i] == '\\'))
-			i++;
-		buf_puts(o, "//");
-		size_t ae = i;
-		while (ae < n && !strchr("/?#\\", u[ae]))
-			ae++;
-		for (size_t k = i; k < ae; k++)
-			if (u[k] == '@')
-				i = k + 1;
-		size_t hs = o->len;
-		for (; i < ae; i++) {
-			char c = u[i];
-			if (c == '%' && i + 2 < ae && hexval(u[i + 1]) >= 0 && hexval(u[i + 2]) >= 0) {
-				c = (char)(hexval(u[i + 1]) * 16 + hexval(u[i + 2]));
-				i += 2;
-			}
-			buf_putc(o, c >= 'A' && c <= 'Z' ? (char)(c | 0x20) : c);
-		}
-		char *colon = memchr(o->data + hs, ':', o->len - hs);
-		size_t he = colon ? (size_t)(colon - o->data) : o->len;
-		size_t dots = 0;
-		while (he - dots > hs && o->data[he - dots - 1] == '.')
-			dots++;
-		memmove(o->data + he - dots, o->data + he, o->len - he + 1);
-		o->len -= dots;
-	}
-	for (; i < n; i++)
-		buf_putc(o, web && u[i] == '\\' ? '/' : u[i]);
-}
-
-static void add_uri(struct msgview *v, const char *u, size_t n, struct buf *tmp)
-{
-	n = n > VIEW_URI_MAX ? VIEW_URI_MAX : n;
-	for (int round = 0; round < 64 && n > 0 && v->uris.n < VIEW_MAX_URIS; round++) {
-		uri_put(v, u, n);
-		uri_normalize(u, n, tmp);
-		if (tmp->len && (tmp->len != n || memcmp(tmp->data, u, n) != 0))
-			uri_put(v, tmp->data, tmp->len);
-		/* An http(s) URI inside this one: a redirector's target. */
-		const char *next = NULL;
-		for (size_t i = 1; i + 7 <= n && !next; i++)
-			if ((u[i] | 0x20) == 'h' && (strncasecmp(u + i, "http://", 7) == 0 ||
-						     (i + 8 <= n && strncasecmp(u + i, "https://", 8) == 0)))
-				next = u + i;
-		if (next == NULL)
-			break;
-		n -= (size_t)(next - u);
-		u = next;
-	}
-}
-
-static bool uri_char(char c)
-{
-	unsigned char u = (unsigned char)c;
-	return u > 0x20 && u != 0x7F && !strchr("<>\"'`{}|^", c);
-}
-
-/* URIs written in text. */
-static void scan_text_uris(struct msgview *v, const char *p, size_t n, struct buf *tmp)
-{
-	static const char *const schemes[] = { "http://", "https://", "ftp://", "mailto:",
-					       "hxxp://", "hxxps://", "www." };
-	for (size_t i = 0; i < n && v->uris.n < VIEW_MAX_URIS;) {
-		char c = (char)(p[i] | 0x20);
-		size_t sl = 0;
-		bool www = false;
-		if ((c == 'h' || c == 'f' || c == 'm' || c == 'w') && (i == 0 || !is_alnum(p[i - 1])))
-			for (size_t k = 0; k < ARRAY_SIZE(schemes) && !sl; k++)
-				if (n - i > strlen(schemes[k]) &&
-				    strncasecmp(p + i, schemes[k], strlen(schemes[k])) == 0) {
-					sl = strlen(schemes[k]);
-					www = schemes[k][0] == 'w';
-				}
-		if (sl == 0 || (www && !is_alnum(p[i + sl]))) {
-			i++;
-			continue;
-		}
-		size_t j = i + sl;
-		while (j < n && j - i < VIEW_URI_MAX && uri_char(p[j]))
-			j++;
-		size_t e = j;
-		while (e > i + sl && strchr(".,;:!?)]}", p[e - 1]))
-			e--;
-		if (e > i + sl && www) {
-			char *w = xasprintf("http://%.*s", (int)(e - i), p + i);
-			add_uri(v, w, strlen(w), tmp);
-			free(w);
-		} else if (e > i + sl) {
-			add_uri(v, p + i, e - i, tmp);
-		}
-		i = j;
-	}
 }
 
 static void build_body(struct msgview *v)
 {
 	v->body_done = true;
 	ensure_parts(v);
-	sv_init(&v->body);
-	sv_init(&v->uris);
-	v->uri_slots = xcalloc(URI_SLOTS, sizeof *v->uri_slots);
+	strvec_init(&v->body);
+	uriset_init(&v->uris);
 	struct buf para, r, tmp;
 	buf_init(&para, 2 * VIEW_TEXT_MAX);
 	buf_init(&r, VIEW_TEXT_MAX);
@@ -952,25 +570,20 @@ static void build_body(struct msgview *v)
 		const struct tpart *t = &v->parts[i];
 		if (!t->html) {
 			add_paragraphs(&v->body, t->text, t->len, &para);
-			scan_text_uris(v, t->text, t->len, &tmp);
+			uriset_scan_text(&v->uris, t->text, t->len, &tmp);
 			continue;
 		}
 		char **links = NULL;
 		size_t nlinks = 0, start = r.len;
 		html_render(t->text, t->len, &r, &links, &nlinks);
 		for (size_t k = 0; k < nlinks; k++) {
-			/* Browsers read "www.x" and "//x" as web addresses. */
-			char *l = links[k], *w = NULL;
-			if (strncasecmp(l, "www.", 4) == 0 || strncmp(l, "//", 2) == 0)
-				l = w = xasprintf("http:%s%s", l[0] == '/' ? "" : "//", l);
-			add_uri(v, l, strlen(l), &tmp);
-			free(w);
+			uriset_add_link(&v->uris, links[k], &tmp);
 			free(links[k]);
 		}
 		free(links);
 		const char *rt = r.data ? r.data + start : "";
 		add_paragraphs(&v->body, rt, r.len - start, &para);
-		scan_text_uris(v, rt, r.len - start, &tmp);
+		uriset_scan_text(&v->uris, rt, r.len - start, &tmp);
 	}
 	buf_free(&para);
 	buf_free(&r);
@@ -981,14 +594,14 @@ const char *const *msgview_body(struct msgview *v, size_t *n)
 {
 	if (!v->body_done)
 		build_body(v);
-	return sv_get(&v->body, n);
+	return strvec_get(&v->body, n);
 }
 
 const char *const *msgview_uris(struct msgview *v, size_t *n)
 {
 	if (!v->body_done)
 		build_body(v);
-	return sv_get(&v->uris, n);
+	return strvec_get(&v->uris.sv, n);
 }
 
 const char *const *msgview_rawbody(struct msgview *v, size_t *n)
@@ -996,7 +609,7 @@ const char *const *msgview_rawbody(struct msgview *v, size_t *n)
 	if (!v->raw_done) {
 		v->raw_done = true;
 		ensure_parts(v);
-		sv_init(&v->raw);
+		strvec_init(&v->raw);
 		for (size_t i = 0; i < v->nparts; i++) {
 			const char *p = v->parts[i].text;
 			size_t len = v->parts[i].len, pos = 0;
@@ -1005,12 +618,12 @@ const char *const *msgview_rawbody(struct msgview *v, size_t *n)
 				size_t eol = lf ? (size_t)(lf - p) : len, e = eol;
 				if (e > pos && p[e - 1] == '\r')
 					e--;
-				sv_add_split(&v->raw, p + pos, e - pos);
+				strvec_add_split(&v->raw, p + pos, e - pos);
 				pos = eol + 1;
 			}
 		}
 	}
-	return sv_get(&v->raw, n);
+	return strvec_get(&v->raw, n);
 }
 
 const char *msgview_full(struct msgview *v, size_t *len)
@@ -1052,10 +665,9 @@ void msgview_free(struct msgview **vp)
 		free(v->parts[i].text);
 	}
 	free(v->parts);
-	sv_free(&v->body);
-	sv_free(&v->raw);
-	sv_free(&v->uris);
-	free(v->uri_slots);
+	strvec_free(&v->body);
+	strvec_free(&v->raw);
+	uriset_free(&v->uris);
 	free(v);
 	*vp = NULL;
 }
