@@ -99,21 +99,46 @@ static unsigned re_count(const struct crule *c, const char *subj, size_t len, un
 	return hits;
 }
 
-static unsigned run_lines(const struct crule *c, const char *const *lines, size_t n, unsigned max,
+/* The lines of one view with their lengths, taken once per message
+ * (hundreds of rules run over the same lines). */
+struct lines {
+	bool loaded;
+	const char *const *v;
+	size_t n;
+	size_t *len;
+};
+
+static const struct lines *lines_get(struct lines *l, struct msgview *mv,
+				     const char *const *(*get)(struct msgview *, size_t *))
+{
+	if (!l->loaded) {
+		l->loaded = true;
+		l->v = get(mv, &l->n);
+		l->len = xcalloc(l->n ? l->n : 1, sizeof(size_t));
+		for (size_t i = 0; i < l->n; i++)
+			l->len[i] = strlen(l->v[i]);
+	}
+	return l;
+}
+
+struct subjects {
+	struct lines body, rawbody, uris;
+};
+
+static unsigned run_lines(const struct crule *c, const struct lines *l, unsigned max,
 			  struct tstate *t, unsigned *limits, bool *limited)
 {
 	unsigned hits = 0;
-	for (size_t i = 0; i < n && hits < max && !*limited; i++)
-		hits += re_count(c, lines[i], strlen(lines[i]), max - hits, t, limits, limited);
+	for (size_t i = 0; i < l->n && hits < max && !*limited; i++)
+		hits += re_count(c, l->v[i], l->len[i], max - hits, t, limits, limited);
 	return hits;
 }
 
-static unsigned run_rule(const struct crule *c, struct msgview *mv, struct tstate *t,
-			 unsigned *limits, bool *limited)
+static unsigned run_rule(const struct crule *c, struct msgview *mv, struct subjects *sj,
+			 struct tstate *t, unsigned *limits, bool *limited)
 {
 	unsigned max = (c->tflags & RTF_MULTIPLE) ? (c->maxhits ? c->maxhits : MULTIPLE_MAX) : 1;
-	size_t n, len;
-	const char *const *lines;
+	size_t len;
 	switch (c->type) {
 	case RT_HEADER: {
 		bool present = false;
@@ -129,14 +154,11 @@ static unsigned run_rule(const struct crule *c, struct msgview *mv, struct tstat
 		return hits;
 	}
 	case RT_BODY:
-		lines = msgview_body(mv, &n);
-		return run_lines(c, lines, n, max, t, limits, limited);
+		return run_lines(c, lines_get(&sj->body, mv, msgview_body), max, t, limits, limited);
 	case RT_RAWBODY:
-		lines = msgview_rawbody(mv, &n);
-		return run_lines(c, lines, n, max, t, limits, limited);
+		return run_lines(c, lines_get(&sj->rawbody, mv, msgview_rawbody), max, t, limits, limited);
 	case RT_URI:
-		lines = msgview_uris(mv, &n);
-		return run_lines(c, lines, n, max, t, limits, limited);
+		return run_lines(c, lines_get(&sj->uris, mv, msgview_uris), max, t, limits, limited);
 	case RT_FULL: {
 		const char *full = msgview_full(mv, &len);
 		return re_count(c, full, len, max, t, limits, limited);
@@ -154,12 +176,13 @@ void ruleset_match(const struct ruleset *rs, struct msgview *mv, struct rules_re
 		return;
 	struct tstate *t = tstate_get();
 	unsigned *counts = xcalloc(rs->n, sizeof(unsigned));
+	struct subjects sj = { 0 };
 	for (size_t i = 0; i < rs->n; i++) {
 		const struct crule *c = &rs->v[i];
 		if (!c->needed || c->type == RT_META)
 			continue;
 		bool limited = false;
-		counts[i] = run_rule(c, mv, t, &r->limits, &limited);
+		counts[i] = run_rule(c, mv, &sj, t, &r->limits, &limited);
 		if (limited) {
 			/* The rule counts as not matched, whatever it found
 			 * before the limit. */
@@ -185,6 +208,9 @@ void ruleset_match(const struct ruleset *rs, struct msgview *mv, struct rules_re
 		r->score += c->score;
 	}
 	free(counts);
+	free(sj.body.len);
+	free(sj.rawbody.len);
+	free(sj.uris.len);
 }
 
 void rules_result_free(struct rules_result *r)
