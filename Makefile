@@ -154,6 +154,7 @@ install: all
 	install -m 755 $(PROGS) $(DESTDIR)$(PREFIX)/sbin/
 	install -m 644 doc/gateway.conf.sample $(DESTDIR)$(PREFIX)/share/mailgw/
 	install -m 644 doc/filterd.service doc/imapd.service $(DESTDIR)$(PREFIX)/share/mailgw/
+	install -m 644 rules.d/*.rules rules.d/README.md $(DESTDIR)$(PREFIX)/share/mailgw/rules.d/
 
 clean:
 	rm -rf $(O) $(BIN)

@@ -73,14 +73,20 @@ static pcre2_code *compile_regex(const char *pat, uint32_t opt, char *err, size_
 
 struct resolve_ctx {
 	const struct ruleset *rs;
+	const struct crule *meta; /* the meta being compiled */
+	struct rules_report *rep;
 };
 
 static int resolve_name(const char *name, void *arg)
 {
-	const struct ruleset *rs = ((struct resolve_ctx *)arg)->rs;
+	struct resolve_ctx *ctx = arg;
+	const struct ruleset *rs = ctx->rs;
 	for (size_t i = 0; i < rs->n; i++)
 		if (strcmp(rs->v[i].name, name) == 0)
 			return (int)i;
+	/* Often a rule of a skipped plugin block; a typo otherwise. */
+	rules_diag_add(ctx->rep, ctx->meta->file, ctx->meta->line, false,
+		       "meta %s: no rule %s (it counts as 0)", ctx->meta->name, name);
 	return -1;
 }
 
@@ -240,12 +246,13 @@ static int compile_defs(struct rule_defs *defs, struct ruleset **out, struct rul
 		}
 	}
 	/* Metas, once every name is known. */
-	struct resolve_ctx rc_ctx = { rs };
+	struct resolve_ctx rc_ctx = { rs, NULL, rep };
 	for (size_t i = 0; i < rs->n; i++) {
 		struct crule *c = &rs->v[i];
 		if (c->type != RT_META)
 			continue;
 		const char *err = NULL;
+		rc_ctx.meta = c;
 		c->meta = meta_compile(c->expr ? c->expr : "", resolve_name, &rc_ctx, &err);
 		if (c->meta == NULL) {
 			rules_diag_add(rep, c->file, c->line, true, "meta %s: %s", c->name,

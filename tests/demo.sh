@@ -35,6 +35,7 @@ max_message_size  = 26214400
 # demo zones and forwards everything else to /etc/resolv.conf's servers.
 dns_servers       = 127.0.0.1:5300
 rbl               = bl.demo.test 127.0.0.2=6
+rules_dir         = $top/rules.d
 CONF
 	echo "make run: wrote $conf"
 fi

@@ -315,3 +315,44 @@ def test_stock_spamassassin_rules(tls_cert):
             g.cleanup()
     finally:
         shutil.rmtree(d, ignore_errors=True)
+
+
+SHIPPED = os.path.join(gwlib.HERE, "..", "..", "rules.d")
+
+
+def test_shipped_rules(tls_cert):
+    """The shipped rules.d loads clean, sends an obvious spam to Junk (or
+    refuses it) and leaves a plain reply in INBOX."""
+    g = _new_gateway(tls_cert, {"rules_dir": os.path.abspath(SHIPPED), "reject_score": "1000"})
+    try:
+        r = mailctl(g, "rules", "check")
+        out = r.stdout.decode()
+        assert r.returncode == 0 and re.search(r"\d+ rules, 0 warnings, no errors", out), out
+        s = "MAKE MONEY FAST!!! 100% FREE " + uuid.uuid4().hex[:6]
+        spam = (f"From: \"Best Deals\" <deals8472@bulk.example>\r\nTo: undisclosed-recipients:;\r\n"
+                f"Subject: {s}\r\nDate: Wed, 02 Dec 2026 10:00:00 +0000\r\n"
+                "Message-ID: <abc@bulk.example>\r\nMIME-Version: 1.0\r\nContent-Type: text/html\r\n\r\n"
+                "<html><body><p>Dear Friend, CLICK HERE to earn $5000 a week from home! 100% FREE, "
+                "no risk, act now!!!</p><p><a href=\"http://192.0.2.7/offer\">CLICK HERE</a></p>"
+                "<p>To be removed from our mailing list reply with REMOVE in the subject.</p>"
+                "</body></html>\r\n").encode()
+        with g.smtp() as c:
+            c.ehlo("client.test")
+            c.mail("deals8472@bulk.example")
+            c.rcpt(RCPT)
+            assert c.data(spam)[0] == 250
+        folder, score, tests, _ = verdict_of(g, s)
+        assert folder == "Junk" and score >= 10, (score, tests)
+        assert {"URI_IP_HOST", "HTML_ONLY", "TO_UNDISCLOSED"} <= tests, tests
+        s = "Re: meeting on thursday " + uuid.uuid4().hex[:6]
+        ham = (f"From: Alice <alice@sender.test>\r\nTo: Bob <{RCPT}>\r\nSubject: {s}\r\n"
+               "Date: Wed, 02 Dec 2026 10:00:00 +0000\r\n"
+               "Message-ID: <20261202100000.GA1234@sender.test>\r\nIn-Reply-To: <x@example.test>\r\n\r\n"
+               "Bob wrote:\r\n> Can we meet on Thursday?\r\n\r\n"
+               "Yes, Thursday at 10 works for me. I will bring the draft report.\r\n\r\nAlice\r\n").encode()
+        code, _ = send(g, ham, mail_from="alice@sender.test")
+        assert code == 250
+        folder, score, tests, _ = verdict_of(g, s)
+        assert folder == "INBOX" and score < 2, (score, tests)
+    finally:
+        g.cleanup()

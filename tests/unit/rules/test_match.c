@@ -108,6 +108,14 @@ static void test_errors_name_lines(void **state)
 	assert_null(rs);
 	rules_report_format(&rep, &b);
 	assert_non_null(strstr(b.data, "loop"));
+	rules_report_free(&rep);
+	/* A name no rule has: a warning, and it counts as 0. */
+	buf_reset(&b);
+	rs = load("body OK /fine/\nmeta M OK || TYPO_RULE\n", &rep);
+	assert_non_null(rs);
+	rules_report_format(&rep, &b);
+	assert_non_null(strstr(b.data, "t.rules:2: warning: meta M: no rule TYPO_RULE"));
+	ruleset_free(&rs);
 	buf_free(&b);
 	rules_report_free(&rep);
 }
