@@ -5,6 +5,7 @@
  */
 #include "rules/rules-private.h"
 
+#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 
@@ -50,13 +51,33 @@ static int regex_options(const char *flags, uint32_t *opt, char *bad)
 
 /* Compile a pattern: UTF-8 mode that tolerates invalid UTF-8 in the
  * subject (mail is full of it); a pattern that is itself not valid UTF-8
- * (raw 8-bit bytes in a rule file) is compiled in byte mode instead. */
+ * (raw 8-bit bytes in a rule file), or that escapes octets of 0x80 and
+ * more, is compiled in byte mode instead. */
+/* A pattern written for bytes: a \xHH escape of 0x80 or more means an
+ * octet of the message (SpamAssassin's rules match raw bytes: "\xc3\xa9"
+ * is an é in UTF-8, a Korean subject is EUC-KR bytes), which UTF mode
+ * would read as a character. */
+static bool byte_escapes(const char *pat)
+{
+	for (const char *p = pat; *p; p++) {
+		if (*p != '\\')
+			continue;
+		if (p[1] == 'x' && p[2] >= '8' && p[2] <= '9')
+			return true;
+		if (p[1] == 'x' && ((p[2] | 0x20) >= 'a' && (p[2] | 0x20) <= 'f') && isxdigit((unsigned char)p[3]))
+			return true;
+		if (p[1])
+			p++; /* skip the escaped character (\\x is not an escape) */
+	}
+	return false;
+}
+
 static pcre2_code *compile_regex(const char *pat, uint32_t opt, char *err, size_t errsize)
 {
 	int code;
 	PCRE2_SIZE off;
-	pcre2_code *re = pcre2_compile((PCRE2_SPTR)pat, PCRE2_ZERO_TERMINATED,
-				       opt | PCRE2_UTF | PCRE2_MATCH_INVALID_UTF, &code, &off, NULL);
+	uint32_t utf = byte_escapes(pat) ? 0 : PCRE2_UTF | PCRE2_MATCH_INVALID_UTF;
+	pcre2_code *re = pcre2_compile((PCRE2_SPTR)pat, PCRE2_ZERO_TERMINATED, opt | utf, &code, &off, NULL);
 	if (re == NULL && code >= PCRE2_ERROR_UTF8_ERR21 && code <= PCRE2_ERROR_UTF8_ERR1)
 		re = pcre2_compile((PCRE2_SPTR)pat, PCRE2_ZERO_TERMINATED, opt, &code, &off, NULL);
 	if (re == NULL) {
@@ -90,14 +111,12 @@ static int resolve_name(const char *name, void *arg)
 	return -1;
 }
 
-/* SpamAssassin's default score of a rule without a score line. */
-static double default_score(const char *name)
+/* SpamAssassin's default score of a rule without a score line (negative
+ * for tflags nice rules, as its Conf parser does). */
+static double default_score(const char *name, unsigned tflags)
 {
-	if (strncmp(name, "__", 2) == 0)
-		return 0;
-	if (strncmp(name, "T_", 2) == 0)
-		return 0.01;
-	return 1.0;
+	double s = strncmp(name, "__", 2) == 0 ? 0 : strncmp(name, "T_", 2) == 0 ? 0.01 : 1.0;
+	return (tflags & RTF_NICE) ? -s : s;
 }
 
 /* Order metas so that each comes after the metas it reads (depth-first;
@@ -218,7 +237,7 @@ static int compile_defs(struct rule_defs *defs, struct ruleset **out, struct rul
 		c->name = xstrdup(d->name);
 		c->describe = xstrdup(d->describe ? d->describe : "");
 		c->type = d->type;
-		c->score = d->has_score ? d->score : default_score(d->name);
+		c->score = d->has_score ? d->score : default_score(d->name, d->tflags);
 		c->tflags = d->tflags;
 		c->maxhits = d->maxhits;
 		c->file = xstrdup(d->file ? d->file : "");

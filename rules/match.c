@@ -12,7 +12,9 @@
  * PCRE2 runs with limits (match, depth, heap, and a bounded JIT stack):
  * a pattern that would backtrack for ever on a hostile message stops at
  * the limit, is logged, and counts as not matched.  The match data,
- * match context and JIT stack are per thread, made on first use.
+ * match context and JIT stack are per thread, made on first use.  All
+ * the rules of one message share a time budget (MESSAGE_BUDGET_MS): past
+ * it, the rules not yet run are skipped and the message is logged.
  */
 #include "rules/rules-private.h"
 
@@ -26,6 +28,7 @@
 #define JIT_STACK_MIN (32 * 1024)
 #define JIT_STACK_MAX (1024 * 1024)
 #define MULTIPLE_MAX 1000         /* tflags multiple without maxhits */
+#define MESSAGE_BUDGET_MS 2000    /* all the rules of one message; past it the rest are skipped */
 
 struct tstate {
 	pcre2_match_data *md;
@@ -177,20 +180,36 @@ void ruleset_match(const struct ruleset *rs, struct msgview *mv, struct rules_re
 	struct tstate *t = tstate_get();
 	unsigned *counts = xcalloc(rs->n, sizeof(unsigned));
 	struct subjects sj = { 0 };
+	int64_t deadline = clock_mono_ms() + MESSAGE_BUDGET_MS;
+	const struct crule *first_limited = NULL;
+	size_t skipped = 0;
 	for (size_t i = 0; i < rs->n; i++) {
 		const struct crule *c = &rs->v[i];
 		if (!c->needed || c->type == RT_META)
 			continue;
+		if (skipped || clock_mono_ms() > deadline) {
+			skipped++;
+			continue;
+		}
 		bool limited = false;
 		counts[i] = run_rule(c, mv, &sj, t, &r->limits, &limited);
 		if (limited) {
 			/* The rule counts as not matched, whatever it found
 			 * before the limit. */
 			counts[i] = 0;
-			log_warnx(NULL, "rule %s (%s:%u): PCRE2 match limit reached, counted as not matched",
-				  c->name, c->file, c->line);
+			if (first_limited == NULL)
+				first_limited = c;
 		}
 	}
+	/* One line per message, however many rules a hostile one stops. */
+	if (first_limited)
+		log_warnx(NULL, "rules: %u matches stopped at the PCRE2 limits (first: %s, %s:%u), "
+			  "counted as not matched", r->limits, first_limited->name, first_limited->file,
+			  first_limited->line);
+	if (skipped)
+		log_warnx(NULL, "rules: the message took over %d ms; %zu rules not run", MESSAGE_BUDGET_MS,
+			  skipped);
+	r->skipped = skipped;
 	for (size_t k = 0; k < rs->nmeta; k++) {
 		size_t i = rs->meta_order[k];
 		if (rs->v[i].needed)

@@ -112,6 +112,7 @@ const char *msgview_full(struct msgview *v, size_t *len);
 
 /* Decoded text: octets per message (see view.c). */
 #define VIEW_TEXT_MAX (4u << 20)
+#define VIEW_HEADER_MAX (64u << 10) /* octets of one header value (ALL included) */
 /* FNV-1a of n octets (the hash tables of view.c and uri.c). */
 uint64_t view_hash(const char *s, size_t n);
 
@@ -156,9 +157,11 @@ char *text_decode(const char *p, size_t len, enum text_enc enc, const char *char
 /* The URIs of a message, deduplicated, in order of appearance (and each
  * followed by its normalised form and redirector targets).  tmp below is
  * the caller's scratch buffer, of max 4 * VIEW_URI_MAX. */
+#define URI_WORK_MAX (16u * 1024 * 1024) /* octets of links looked at per message */
 struct uriset {
 	struct strvec sv;
 	uint32_t *slots;          /* dedup table: 1 + index into sv, 0 free */
+	size_t work;              /* octets looked at so far */
 };
 /* uriset_init before adding; uriset_free also takes a zeroed one. */
 void uriset_init(struct uriset *set);

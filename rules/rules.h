@@ -63,6 +63,7 @@ struct rules_result {
 	size_t n;
 	double score;
 	unsigned limits;         /* matches cut short by the match limits */
+	size_t skipped;          /* rules not run: the message's time budget ran out */
 };
 /* Run every rule against the message. */
 void ruleset_match(const struct ruleset *rs, struct msgview *mv, struct rules_result *r);

@@ -39,6 +39,7 @@ void uriset_init(struct uriset *set)
 {
 	strvec_init(&set->sv);
 	set->slots = xcalloc(URI_SLOTS, sizeof *set->slots);
+	set->work = 0;
 }
 
 void uriset_free(struct uriset *set)
@@ -125,7 +126,13 @@ static void add_uri(struct uriset *set, const char *u, size_t n, struct buf *tmp
 {
 	n = n > VIEW_URI_MAX ? VIEW_URI_MAX : n;
 	for (int round = 0; round < 64 && n > 0 && set->sv.n < VIEW_MAX_URIS; round++) {
-		uri_put(set, u, n);
+		/* Bounded work per message: a crafted message repeating long
+		 * links (or a long <base href>) must not cost seconds. */
+		set->work += n;
+		if (set->work > URI_WORK_MAX)
+			break;
+		if (!uri_put(set, u, n) && round == 0)
+			break; /* seen before: its forms and targets are in */
 		uri_normalize(u, n, tmp);
 		if (tmp->len && (tmp->len != n || memcmp(tmp->data, u, n) != 0))
 			uri_put(set, tmp->data, tmp->len);

@@ -367,7 +367,10 @@ const char *msgview_header(struct msgview *v, const char *name, enum hdr_mod mod
 	struct hentry *e = &v->hc[j];
 	if (e->key == NULL) {
 		struct buf out;
-		buf_init(&out, VIEW_TEXT_MAX);
+		/* Header values (ALL, a field repeated thousands of times) are
+		 * cut at VIEW_HEADER_MAX: some published rules backreference
+		 * across the whole header and go quadratic on a huge one. */
+		buf_init(&out, VIEW_HEADER_MAX);
 		header_compute(v, name, mod, &out, &e->present);
 		e->value = out.data ? out.data : xstrdup("");
 		e->key = key;

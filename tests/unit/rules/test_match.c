@@ -178,6 +178,62 @@ static void test_multiple(void **state)
 	rules_report_free(&rep);
 }
 
+static void test_bytes_nice_and_bounds(void **state)
+{
+	(void)state;
+	struct rules_report rep;
+	struct ruleset *rs = load("body BYTES /caf\\xc3\\xa9/\nscore BYTES 1\n"
+				  "body CHARS /caf\\x{E9}/\nscore CHARS 1\n"
+				  "body NICE1 /hello/\ntflags NICE1 nice\n"
+				  "header ALLH ALL =~ /Subject: end/\nscore ALLH 1\n",
+				  &rep);
+	assert_non_null(rs);
+	struct rules_result r;
+	score_msg(rs, "Subject: s\nContent-Type: text/plain; charset=utf-8\n\nhello caf\xc3\xa9\n", &r);
+	/* \xc3\xa9 are the octets of an UTF-8 é; \x{E9} is the character. */
+	assert_true(hit(&r, "BYTES"));
+	assert_true(hit(&r, "CHARS"));
+	for (size_t i = 0; i < r.n; i++)
+		if (strcmp(r.v[i].name, "NICE1") == 0)
+			assert_true(r.v[i].score == -1.0); /* SpamAssassin's default for nice rules */
+	assert_true(hit(&r, "NICE1"));
+	rules_result_free(&r);
+	/* A header section of 300 KB: ALL is cut at VIEW_HEADER_MAX, so a
+	 * field at its end is not seen (and backreferencing rules cannot go
+	 * quadratic on it). */
+	struct buf m;
+	buf_init(&m, 1 << 22);
+	for (int i = 0; i < 12000; i++)
+		buf_puts(&m, "X-Filler: ABCABCABCABC\n");
+	buf_puts(&m, "Subject: end\n\nbody\n");
+	struct msgview *mv = msgview_new(m.data, m.len);
+	ruleset_match(rs, mv, &r);
+	assert_false(hit(&r, "ALLH"));
+	rules_result_free(&r);
+	msgview_free(&mv);
+	/* Thousands of links repeating a long <base href>: bounded work. */
+	buf_reset(&m);
+	buf_puts(&m, "Content-Type: multipart/mixed; boundary=b\n\n");
+	for (int p = 0; p < 60; p++) {
+		buf_puts(&m, "--b\nContent-Type: text/html\n\n<base href=\"");
+		for (int k = 0; k < 250; k++)
+			buf_puts(&m, "http://a.example/");
+		buf_puts(&m, "\">");
+		for (int k = 0; k < 1000; k++)
+			buf_puts(&m, "<a href=y>");
+		buf_puts(&m, "\n");
+	}
+	buf_puts(&m, "--b--\n");
+	mv = msgview_new(m.data, m.len);
+	size_t n;
+	msgview_uris(mv, &n);
+	assert_true(n >= 1);
+	msgview_free(&mv);
+	buf_free(&m);
+	ruleset_free(&rs);
+	rules_report_free(&rep);
+}
+
 int main(void)
 {
 	strcpy(dir, "/tmp/rulesXXXXXX");
@@ -189,6 +245,7 @@ int main(void)
 		cmocka_unit_test(test_errors_name_lines),
 		cmocka_unit_test(test_match_limit),
 		cmocka_unit_test(test_multiple),
+		cmocka_unit_test(test_bytes_nice_and_bounds),
 	};
 	int r = cmocka_run_group_tests(tests, NULL, NULL);
 	rmdir(dir);
