@@ -178,7 +178,7 @@ static void add_field(struct node *n, size_t start, size_t name_len, size_t valu
  * the obsolete syntax (section 4.5.8) allows blanks before the colon.
  * Returns the name length and sets *colon, or 0 when the line is not a
  * header field. */
-static size_t field_name(const char *p, size_t len, size_t *colon)
+size_t mime_field_name(const char *p, size_t len, size_t *colon)
 {
 	size_t i = 0;
 	while (i < len && (unsigned char)p[i] > 32 && (unsigned char)p[i] < 127 && p[i] != ':')
@@ -221,7 +221,7 @@ static void parse_header(const struct mime_msg *m, struct node *n, size_t start,
 			continue;
 		}
 		size_t colon;
-		size_t nl = field_name(d + pos, eol - pos, &colon);
+		size_t nl = mime_field_name(d + pos, eol - pos, &colon);
 		if (nl == 0)
 			break;
 		add_field(n, pos, nl, pos + colon + 1, next);

@@ -37,6 +37,11 @@
 
 struct mime_msg;
 
+/* RFC 5322 section 2.2: a header line's field-name (printable ASCII but
+ * ':'; obsolete syntax allows blanks before the colon).  Returns the name
+ * length and sets *colon, or 0 when the line is not a field. */
+size_t mime_field_name(const char *p, size_t len, size_t *colon);
+
 /* GMime's one-time set-up (every function here does it; other users of
  * GMime in the process call this first). */
 void mime_init(void);

@@ -12,6 +12,7 @@
  * section over MSG_HEADER_MAX is refused rather than half filtered.
  */
 #include "filterd/filterd.h"
+#include "common/mime.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -52,21 +53,8 @@ static void body_out(struct msgcheck *m, const char *p, size_t n, size_t dkim_sk
 
 static bool field_name_ok(const char *p, size_t len)
 {
-	/* RFC 5322 section 3.6.8: ftext is %d33-57 / %d59-126; obsolete
-	 * syntax allows blanks before the colon. */
-	size_t i = 0;
-	while (i < len && p[i] != ':') {
-		unsigned char c = (unsigned char)p[i];
-		if (c == ' ' || c == '\t') {
-			while (i < len && (p[i] == ' ' || p[i] == '\t'))
-				i++;
-			return i > 0 && i < len && p[i] == ':' && p[0] != ' ' && p[0] != '\t';
-		}
-		if (c < 33 || c > 126)
-			return false;
-		i++;
-	}
-	return i > 0 && i < len;
+	size_t colon;
+	return mime_field_name(p, len, &colon) > 0;
 }
 
 /* The header section is complete: hand the fields to DKIM. */

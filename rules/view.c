@@ -152,22 +152,6 @@ uint64_t view_hash(const char *s, size_t n)
 
 /* ------------------------------------------------------------ header */
 
-/* RFC 5322 field-name (obsolete syntax: blanks before the colon); 0 when
- * the line is not a field. */
-static size_t field_name(const char *p, size_t len, size_t *colon)
-{
-	size_t i = 0;
-	while (i < len && (unsigned char)p[i] > 32 && (unsigned char)p[i] < 127 && p[i] != ':')
-		i++;
-	size_t nl = i;
-	while (i < len && is_wsp(p[i]))
-		i++;
-	if (nl == 0 || i >= len || p[i] != ':')
-		return 0;
-	*colon = i;
-	return nl;
-}
-
 static bool mime_field(const char *p, size_t nl)
 {
 	return (nl == 12 && strncasecmp(p, "Content-Type", nl) == 0) ||
@@ -197,7 +181,7 @@ static size_t header_scan(const char *d, size_t start, size_t end, struct hdr *h
 			pos = next;
 			continue;
 		}
-		size_t colon, nl = field_name(d + pos, eol - pos, &colon);
+		size_t colon, nl = mime_field_name(d + pos, eol - pos, &colon);
 		if (nl == 0)
 			return pos;
 		last_kept = h->n < VIEW_MAX_FIELDS && (!mime_only || mime_field(d + pos, nl));
