@@ -50,6 +50,7 @@ BENCH_BIN  = $(O)/tests/bench/smtpbench
 IMAPBENCH_BIN = $(O)/tests/bench/imapbench
 POP3BENCH_BIN = $(O)/tests/bench/pop3bench
 RULESBENCH_BIN = $(O)/tests/bench/rulesbench
+BAYESBENCH_BIN = $(O)/tests/bench/bayesbench
 
 .PHONY: all deps run check unit integration bench asan fuzz clean install
 all: $(PROGS)
@@ -75,7 +76,7 @@ $(LIBIMAPD): $(IMAPD_SRC:%.c=$(O)/%.o)
 $(BIN)/filterd: $(O)/filterd/main.o $(LIBFILTERD) $(LIBRULES) $(LIBRBL) $(LIBSTORE) $(LIBCOMMON)
 	@mkdir -p $(BIN)
 	$(CC) -o $@ $^ $(LDLIBS_ALL)
-$(BIN)/imapd: $(O)/imapd/main.o $(LIBIMAPD) $(LIBSTORE) $(LIBCOMMON)
+$(BIN)/imapd: $(O)/imapd/main.o $(LIBIMAPD) $(LIBRULES) $(LIBSTORE) $(LIBCOMMON)
 	@mkdir -p $(BIN)
 	$(CC) -o $@ $^ $(LDLIBS_ALL)
 $(BIN)/mailctl: $(O)/tools/mailctl.o $(TOOLS_SRC:%.c=$(O)/%.o) $(LIBRULES) $(LIBSTORE) $(LIBCOMMON)
@@ -91,6 +92,8 @@ $(BENCH_BIN): $(O)/tests/bench/smtpbench.o $(LIBCOMMON)
 $(IMAPBENCH_BIN): $(O)/tests/bench/imapbench.o $(LIBCOMMON)
 	$(CC) -o $@ $^ $(LDLIBS_ALL)
 $(RULESBENCH_BIN): $(O)/tests/bench/rulesbench.o $(LIBRULES) $(LIBCOMMON)
+	$(CC) -o $@ $^ $(LDLIBS_ALL)
+$(BAYESBENCH_BIN): $(O)/tests/bench/bayesbench.o $(LIBRULES) $(LIBCOMMON)
 	$(CC) -o $@ $^ $(LDLIBS_ALL)
 $(POP3BENCH_BIN): $(O)/tests/bench/pop3bench.o
 	$(CC) -o $@ $^ -pthread
@@ -121,10 +124,10 @@ run: deps
 	@sh tests/demo.sh
 
 bench: deps
-	@$(MAKE) --no-print-directory all $(BENCH_BIN) $(IMAPBENCH_BIN) $(POP3BENCH_BIN) $(RULESBENCH_BIN)
+	@$(MAKE) --no-print-directory all $(BENCH_BIN) $(IMAPBENCH_BIN) $(POP3BENCH_BIN) $(RULESBENCH_BIN) $(BAYESBENCH_BIN)
 	@BIN_DIR=$(abspath $(BIN)) BENCH_BIN=$(abspath $(BENCH_BIN)) \
 		IMAPBENCH_BIN=$(abspath $(IMAPBENCH_BIN)) POP3BENCH_BIN=$(abspath $(POP3BENCH_BIN)) \
-		RULESBENCH_BIN=$(abspath $(RULESBENCH_BIN)) \
+		RULESBENCH_BIN=$(abspath $(RULESBENCH_BIN)) BAYESBENCH_BIN=$(abspath $(BAYESBENCH_BIN)) \
 		sh tests/bench/bench.sh
 
 # libFuzzer targets (clang): make fuzz FUZZ_SECONDS=60

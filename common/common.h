@@ -228,6 +228,13 @@ struct config {
 	char *rules_dir;             /* rules.d: *.rules files; "" = no rules */
 	double junk_score;           /* total at or above: Junk */
 	double reject_score;         /* total at or above: 550 5.7.1 at end of DATA */
+	/* The classifier and training (filterd, imapd, mailctl) */
+	int64_t bayes;               /* 0/1: classify with the users' and site's databases */
+	int64_t bayes_min_learned;   /* of each class before a database gives verdicts */
+	int64_t bayes_learn_site;    /* 0/1: training also teaches the site-wide database */
+	int64_t bayes_autolearn;     /* 0/1: clear verdicts teach the recipient's classifier */
+	double bayes_autolearn_ham;  /* score (without BAYES_ rules) at or below: learn ham */
+	double bayes_autolearn_spam; /* score (without BAYES_ rules) at or above: learn spam */
 };
 
 /* Incremental parser: feed any chunking of the file (also one byte at a

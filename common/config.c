@@ -146,6 +146,19 @@ static const struct ckey ckeys[] = {
 	  "a total score at or above this goes to Junk" },
 	{ "reject_score", CT_SCORE, OFF(reject_score), "10", -1000, 1000,
 	  "a total score at or above this is refused with 550 5.7.1 at the end of DATA" },
+	{ "bayes", CT_BOOL, OFF(bayes), "yes", 0, 1,
+	  "score with the Bayesian classifier (each user's database, else the site's)" },
+	{ "bayes_min_learned", CT_INT, OFF(bayes_min_learned), "200", 1, 1000000,
+	  "messages of each class a database must have learned before it gives verdicts" },
+	{ "bayes_learn_site", CT_BOOL, OFF(bayes_learn_site), "yes", 0, 1,
+	  "what users teach by moving mail also teaches the site-wide database" },
+	{ "bayes_autolearn", CT_BOOL, OFF(bayes_autolearn), "yes", 0, 1,
+	  "a delivery with a clear score teaches the recipient's classifier (as SpamAssassin's "
+	  "auto-learning); a user's move of that message overrides it" },
+	{ "bayes_autolearn_ham", CT_SCORE, OFF(bayes_autolearn_ham), "0.5", -1000, 1000,
+	  "a score (BAYES_ rules left out) at or below this is learned as ham" },
+	{ "bayes_autolearn_spam", CT_SCORE, OFF(bayes_autolearn_spam), "7", -1000, 1000,
+	  "a score (BAYES_ rules left out) at or above this, delivered to Junk, is learned as spam" },
 };
 
 const struct config_keyinfo *config_keys(size_t *n_r)

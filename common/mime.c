@@ -757,6 +757,76 @@ size_t mime_address_domains(const char *value, char (*out)[256], size_t max)
 	return n;
 }
 
+static bool first_mailbox(InternetAddressList *l, int depth, char *out, size_t size)
+{
+	int len = l ? internet_address_list_length(l) : 0;
+	for (int i = 0; i < len; i++) {
+		InternetAddress *a = internet_address_list_get_address(l, i);
+		if (a && INTERNET_ADDRESS_IS_GROUP(a) && depth < 4) {
+			if (first_mailbox(internet_address_group_get_members(INTERNET_ADDRESS_GROUP(a)),
+					  depth + 1, out, size))
+				return true;
+		} else if (a && INTERNET_ADDRESS_IS_MAILBOX(a)) {
+			const char *addr = internet_address_mailbox_get_idn_addr(INTERNET_ADDRESS_MAILBOX(a));
+			const char *at = addr ? strrchr(addr, '@') : NULL;
+			if (at == NULL || at == addr || at[1] == '\0' || strlen(addr) >= size)
+				continue;
+			str_copy(out, addr, size);
+			str_lower(out);
+			size_t n = strlen(out);
+			while (n > 0 && out[n - 1] == '.')
+				out[--n] = '\0';
+			return true;
+		}
+	}
+	return false;
+}
+
+bool mime_first_address(const char *value, char *out, size_t size)
+{
+	gmime_ensure();
+	if (!mime_address_value_safe(value))
+		return false;
+	InternetAddressList *l = *value ? internet_address_list_parse(NULL, value) : NULL;
+	bool ok = first_mailbox(l, 0, out, size);
+	if (l)
+		g_object_unref(l);
+	return ok;
+}
+
+bool mime_header_field(const char *msg, size_t len, const char *name, struct buf *out)
+{
+	size_t pos = 0, nlen = strlen(name);
+	bool found = false;
+	while (pos < len) {
+		const char *lf = memchr(msg + pos, '\n', len - pos);
+		size_t next = lf ? (size_t)(lf - msg) + 1 : len;
+		size_t eol = lf ? (size_t)(lf - msg) : len;
+		if (eol > pos && msg[eol - 1] == '\r')
+			eol--;
+		if (eol == pos)
+			break; /* the end of the header section */
+		bool cont = is_wsp(msg[pos]);
+		if (found && !cont)
+			break;
+		if (found) {
+			buf_append(out, msg + pos, eol - pos);
+		} else if (!cont) {
+			size_t colon;
+			size_t fl = mime_field_name(msg + pos, eol - pos, &colon);
+			if (fl == 0)
+				break; /* not a field: the header ended without a blank line */
+			if (fl == nlen && strncasecmp(msg + pos, name, nlen) == 0) {
+				found = true;
+				buf_reset(out);
+				buf_append(out, msg + pos + colon + 1, eol - pos - colon - 1);
+			}
+		}
+		pos = next;
+	}
+	return found;
+}
+
 /* The address list of header `name` into tmp (unparenthesised); empty
  * when the header is absent or has no addresses. */
 static void address_header(const struct mime_msg *m, const struct node *n, const char *name,

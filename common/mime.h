@@ -102,6 +102,13 @@ void mime_body_text(const struct mime_msg *m, struct buf *out);
  * them (GMime: also broken syntax), in IDNA form, at most max; returns
  * how many (0 for a value mime_address_value_safe refuses). */
 size_t mime_address_domains(const char *value, char (*out)[256], size_t max);
+/* The first mailbox address (local@domain) of an address-list value, lower
+ * case, the domain in IDNA form, as GMime reads it; false when none. */
+bool mime_first_address(const char *value, char *out, size_t size);
+/* The value of the first field called name (case-insensitive) of the header
+ * section at the start of msg, unfolded (line breaks dropped), into out
+ * (reset); false when there is none. */
+bool mime_header_field(const char *msg, size_t len, const char *name, struct buf *out);
 /* False when an address-list value is too long or has too many groups
  * for GMime's recursive parser (which would overflow a thread's stack). */
 bool mime_address_value_safe(const char *value);

@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #define URI_DOMAINS_MAX 20
 #define URI_TEXT_MAX (1024 * 1024)
@@ -450,9 +451,46 @@ static void match_rules(struct msgcheck *m, struct verdict *v)
 	buf_append(&msg, m->hdr.data, m->hdr_end);
 	spool_read_head(m->spool, &msg, RULES_TEXT_MAX);
 	struct msgview *mv = msgview_new(msg.data ? msg.data : "", msg.len);
-	ruleset_match(m->ck->rules, mv, &v->rules);
+	if (m->ck->rules)
+		v->scan = ruleset_scan(m->ck->rules, mv);
+	if (m->cfg->bayes)
+		v->tokens = bayes_tokenize(mv);
 	msgview_free(&mv);
 	buf_free(&msg);
+}
+
+/* The author address (the first mailbox of the From field) and whether
+ * its domain is authenticated: DMARC pass, or an SPF or DKIM pass
+ * aligned with it (RFC 7489 3.1, relaxed).  Only then may a recipient's
+ * whitelist apply (DESIGN.md "Filtering semantics"). */
+static void from_author(struct msgcheck *m, struct verdict *v, const struct tx_info *tx,
+			const struct dmarc_result *dm)
+{
+	char **vals = NULL;
+	size_t n = msgcheck_from_values(m, &vals);
+	if (n == 1 && !store_from_address(vals[0], v->from_addr, sizeof(v->from_addr)))
+		v->from_addr[0] = '\0';
+	for (size_t i = 0; i < n; i++)
+		free(vals[i]);
+	free(vals);
+	const char *at = strrchr(v->from_addr, '@');
+	if (at == NULL || v->ndmarc > 1)
+		return; /* no author, or several From domains: nothing to trust */
+	const char *dom = at + 1;
+	if (dm->res == AR_PASS && strcasecmp(dm->from_domain, dom) == 0) {
+		v->from_auth = "dmarc";
+		return;
+	}
+	if (tx->spf && tx->spf->res == AR_PASS && dmarc_aligned(dom, tx->spf->domain, false)) {
+		v->from_auth = "spf";
+		return;
+	}
+	for (size_t i = 0; i < v->dkim.n; i++) {
+		if (v->dkim.v[i].res == AR_PASS && dmarc_aligned(dom, v->dkim.v[i].domain, false)) {
+			v->from_auth = "dkim";
+			return;
+		}
+	}
 }
 
 /* ------------------------------------------------------------- verdict */
@@ -479,7 +517,7 @@ void checks_verdict(struct msgcheck *m, const struct tx_info *tx, struct verdict
 	const char *from_refused = NULL;
 	if (dmarc_done)
 		from_refused = dmarc_all(m, tx, v);
-	if (m->ck && m->ck->rules)
+	if (m->ck && (m->ck->rules || cfg->bayes))
 		match_rules(m, v);
 	if (uc)
 		rbl_finish(&uc, clock_mono_ms() + cfg->dns_timeout_ms, &v->uribl);
@@ -528,11 +566,15 @@ void checks_verdict(struct msgcheck *m, const struct tx_info *tx, struct verdict
 		dns_failed |= tx->rbl->unavailable;
 	}
 	score_rbl(v, &v->uribl, "URIBL");
-	for (size_t i = 0; i < v->rules.n; i++)
-		add_test(v, v->rules.v[i].name, v->rules.v[i].score);
 	dns_failed |= v->uribl.unavailable;
+	v->dns_failed = dns_failed;
+	v->dmarc_quarantine = dm->res == AR_FAIL && dm->action == DMARC_ACT_QUARANTINE &&
+			      cfg->dmarc_quarantine;
+	from_author(m, v, tx, dm);
 
-	/* Decision. */
+	/* What is decided for the whole transaction; the rest is per
+	 * recipient (checks_recipients). */
+	v->action = V_INBOX;
 	if (from_refused) {
 		/* RFC 5322 section 3.6 allows one From field; with two, a
 		 * reader may show the one DMARC did not check (RFC 7489
@@ -545,20 +587,6 @@ void checks_verdict(struct msgcheck *m, const struct tx_info *tx, struct verdict
 		snprintf(v->reply, sizeof(v->reply),
 			 "550 5.7.1 Message rejected by the DMARC policy of %s, reference %s",
 			 dm->from_domain, tx->qid);
-	} else if (v->score >= cfg->reject_score && !tx->postmaster_only) {
-		v->action = V_REJECT;
-		snprintf(v->reply, sizeof(v->reply),
-			 "550 5.7.1 Message refused as spam (score %.1f), reference %s", v->score, tx->qid);
-	} else if (dns_failed && cfg->dns_error_tempfail) {
-		v->action = V_TEMPFAIL;
-		snprintf(v->reply, sizeof(v->reply),
-			 "451 4.7.0 Temporary DNS failure while checking the message, try again later (%s)",
-			 tx->qid);
-	} else if ((dm->res == AR_FAIL && dm->action == DMARC_ACT_QUARANTINE && cfg->dmarc_quarantine) ||
-		   v->score >= cfg->junk_score) {
-		v->action = V_JUNK;
-	} else {
-		v->action = V_INBOX;
 	}
 
 	/* Log fields. */
@@ -590,9 +618,8 @@ void checks_verdict(struct msgcheck *m, const struct tx_info *tx, struct verdict
 		rbl_result_format(&v->uribl, true, &rb);
 		buf_printf(&v->log, " uribl=%s", rb.len ? log_str(rb.data) : "clean");
 	}
-	buf_printf(&v->log, " score=%.1f tests=%s", v->score, v->tests.len ? v->tests.data : "none");
 
-	/* Headers for delivery. */
+	/* Headers for delivery (X-Spam-* are the recipients'). */
 	build_ar(cfg, tx, v, dkim_done, dmarc_done, &v->headers);
 	if (tx->rbl || cfg->uribl.n) {
 		buf_puts(&v->headers, "X-RBL-Status: ");
@@ -611,11 +638,6 @@ void checks_verdict(struct msgcheck *m, const struct tx_info *tx, struct verdict
 		buf_putc(&v->headers, '\n');
 	}
 	buf_free(&rb);
-	bool spam = v->action == V_JUNK || v->action == V_REJECT;
-	buf_printf(&v->headers, "X-Spam-Score: %.1f\n", v->score);
-	buf_printf(&v->headers, "X-Spam-Status: %s, score=%.1f required=%.1f tests=%s\n",
-		   spam ? "Yes" : "No", v->score, cfg->junk_score,
-		   v->tests.len ? v->tests.data : "none");
 }
 
 void verdict_free(struct verdict *v)
@@ -625,5 +647,13 @@ void verdict_free(struct verdict *v)
 	buf_free(&v->headers);
 	dkim_results_free(&v->dkim);
 	rbl_result_free(&v->uribl);
-	rules_result_free(&v->rules);
+	rules_scan_free(&v->scan);
+	bayes_tokens_free(&v->tokens);
+	for (size_t i = 0; i < v->nrcpt; i++) {
+		struct rcpt_verdict *r = &v->rcpt[i];
+		rules_result_free(&r->rules);
+		buf_free(&r->tests);
+		buf_free(&r->headers);
+	}
+	free(v->rcpt);
 }

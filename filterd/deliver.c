@@ -12,6 +12,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 struct pooled {
 	struct pooled *next;
@@ -101,25 +102,67 @@ void storepool_discard(struct storepool *p, struct store *st)
 	store_close(&st);
 }
 
+/* The classifier database kept with a store handle; while the user has
+ * none, each message looks for the file again (one stat). */
+struct user_bayes {
+	struct bayes_db *db;
+};
+
+static void user_bayes_free(void *p)
+{
+	struct user_bayes *ub = p;
+	bayes_close(&ub->db);
+	free(ub);
+}
+
+struct bayes_db *storepool_bayes(struct store *st)
+{
+	struct user_bayes *ub = store_app(st);
+	if (ub == NULL) {
+		ub = xcalloc(1, sizeof(*ub));
+		store_set_app(st, ub, user_bayes_free);
+	}
+	struct stat sb;
+	char *path = xasprintf("%s/%s", store_root(st), STORE_BAYES_FILE), *err = NULL;
+	if (ub->db == NULL && stat(path, &sb) == 0) {
+		if (bayes_open(path, 0, &ub->db, &err) < 0) {
+			log_warnx(NULL, "classifier of %s: %s", log_str(store_user(st)), err);
+			free(err);
+		}
+	}
+	free(path);
+	return ub->db;
+}
+
 int deliver_message(struct storepool *pool, const struct delivery *dv, char **error_r)
 {
-	struct store_tmp *tmp = NULL;
+	struct store_tmp **tmps = xcalloc(dv->ngroups, sizeof(*tmps));
 	struct store **stores = xcalloc(dv->nrcpts, sizeof(*stores));
 	uint32_t *uids = xcalloc(dv->nrcpts, sizeof(*uids));
 	size_t done = 0;
 	int r = -1;
 
 	for (size_t i = 0; i < dv->nrcpts; i++) {
-		stores[i] = storepool_get(pool, dv->rcpts[i], error_r);
+		stores[i] = storepool_get(pool, dv->rcpts[i].addr, error_r);
 		if (stores[i] == NULL)
 			goto out;
 	}
-	if (store_tmp_create(stores[0], &tmp, error_r) < 0 ||
-	    store_tmp_write(tmp, dv->headers->data, dv->headers->len, error_r) < 0 ||
-	    spool_copy_to(dv->spool, tmp, error_r) < 0 || store_tmp_finish(tmp, error_r) < 0)
-		goto out;
+	/* One file per group of recipients with the same headers, made in
+	 * the first such recipient's tmp/. */
+	for (size_t i = 0; i < dv->nrcpts; i++) {
+		size_t g = dv->rcpts[i].group;
+		if (tmps[g] != NULL)
+			continue;
+		if (store_tmp_create(stores[i], &tmps[g], error_r) < 0 ||
+		    store_tmp_write(tmps[g], dv->headers[g].data, dv->headers[g].len, error_r) < 0 ||
+		    spool_copy_to(dv->spool, tmps[g], error_r) < 0 ||
+		    store_tmp_finish(tmps[g], error_r) < 0)
+			goto out;
+	}
 	for (; done < dv->nrcpts; done++) {
-		if (store_deliver(stores[done], dv->folder, tmp, &dv->meta, &uids[done], error_r) < 0)
+		const struct delivery_rcpt *rc = &dv->rcpts[done];
+		if (store_deliver(stores[done], rc->folder, tmps[rc->group], &rc->meta, &uids[done],
+				  error_r) < 0)
 			goto out;
 	}
 	r = 0;
@@ -129,14 +172,15 @@ out:
 		 * back the copies already made rather than deliver twice. */
 		for (size_t i = 0; i < done; i++) {
 			char *err = NULL;
-			if (store_expunge(stores[i], dv->folder, uids[i], &err) < 0) {
+			if (store_expunge(stores[i], dv->rcpts[i].folder, uids[i], &err) < 0) {
 				log_errx(dv->qid, "cannot take back the copy for %s: %s",
-					 log_str(dv->rcpts[i]), err);
+					 log_str(dv->rcpts[i].addr), err);
 				free(err);
 			}
 		}
 	}
-	store_tmp_free(&tmp);
+	for (size_t g = 0; g < dv->ngroups; g++)
+		store_tmp_free(&tmps[g]);
 	for (size_t i = 0; i < dv->nrcpts; i++) {
 		if (stores[i] == NULL)
 			continue;
@@ -145,6 +189,7 @@ out:
 		else
 			storepool_put(pool, stores[i]);
 	}
+	free(tmps);
 	free(stores);
 	free(uids);
 	return r;

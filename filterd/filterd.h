@@ -123,16 +123,24 @@ void storepool_put(struct storepool *pool, struct store *st);
 /* Drop a handle that saw an error instead of keeping it. */
 void storepool_discard(struct storepool *pool, struct store *st);
 
+struct delivery_rcpt {
+	const char *addr;          /* normalised */
+	const char *folder;
+	struct store_meta meta;
+	size_t group;              /* which headers (recipients of one group share a file) */
+};
 struct delivery {
 	const char *qid;
-	const char *const *rcpts;  /* normalised addresses */
+	struct delivery_rcpt *rcpts;
 	size_t nrcpts;
-	const char *folder;
-	struct buf *headers;       /* prepended trace headers, LF line ends */
+	struct buf *headers;       /* per group: the header section to prepend, LF line ends */
+	size_t ngroups;
 	struct spool *spool;
-	struct store_meta meta;
 };
-/* Write the message once, durably, and link it into every recipient's
+/* The user's classifier database, kept with a pooled store handle (NULL
+ * when the user has none). */
+struct bayes_db *storepool_bayes(struct store *st);
+/* Write the message once per group, durably, and link it into every recipient's
  * folder.  All or nothing: on failure, copies already made are expunged.
  * 0, or -1 with *error_r. */
 int deliver_message(struct storepool *pool, const struct delivery *dv, char **error_r);
@@ -298,13 +306,30 @@ struct tx_info {
 };
 enum verdict_action { V_INBOX, V_JUNK, V_REJECT, V_TEMPFAIL };
 #define VERDICT_FROM_DOMAINS 8
-struct verdict {
-	enum verdict_action action;
+/* One recipient's share (checks_recipients): its lists, its classifier,
+ * its rules (the Bayes rules differ), its score and folder. */
+struct rcpt_verdict {
+	const char *addr;
+	enum verdict_action action;   /* V_INBOX or V_JUNK (V_REJECT: this one alone would refuse) */
 	double score;
+	int list;                     /* enum store_list_kind matched, 0: none */
+	char list_entry[STORE_ADDRESS_MAX];
+	bool list_ignored;            /* whitelisted, but the From domain is not authenticated */
+	bool bayes_done;
+	double bayes_p;
+	const char *bayes_db;         /* "user" or "site" */
+	int autolearn;                /* enum store_learn: a clear verdict to learn */
+	struct rules_result rules;
+	struct buf tests;             /* the message's tests and this recipient's */
+	struct buf headers;           /* X-Spam-Score, X-Spam-Status */
+};
+struct verdict {
+	enum verdict_action action;   /* V_INBOX: deliver, each recipient to its folder */
+	double score;                 /* of the checks common to every recipient */
 	char reply[512];              /* for V_REJECT and V_TEMPFAIL */
-	struct buf tests;             /* "SPF_FAIL,DMARC_FAIL" */
+	struct buf tests;             /* "SPF_FAIL,DMARC_FAIL" (common to every recipient) */
 	struct buf log;               /* " spf=... dkim=... dmarc=... rbl=... score=..." */
-	struct buf headers;           /* Authentication-Results, X-Spam-*, X-RBL-Status */
+	struct buf headers;           /* Authentication-Results, X-RBL-Status */
 	struct dkim_results dkim;
 	/* DMARC for each domain of the From field (RFC 7489 6.6.1: every
 	 * author domain is evaluated, the strictest failing policy wins). */
@@ -312,11 +337,35 @@ struct verdict {
 	size_t ndmarc;                /* >= 1 when DMARC ran */
 	size_t dmarc_main;            /* the one that decides */
 	struct rbl_result uribl;
-	struct rules_result rules;
+	bool dns_failed;              /* a check could not be made (dns_error_tempfail) */
+	bool dmarc_quarantine;        /* DMARC fail under p=quarantine: Junk */
+	char from_addr[STORE_ADDRESS_MAX]; /* the author ("" when none or several) */
+	const char *from_auth;        /* how its domain is authenticated: "dmarc", "spf", "dkim"; NULL */
+	struct rules_scan *scan;      /* the regex rules, run once */
+	struct bayes_tokens *tokens;  /* for each recipient's classifier */
+	struct rcpt_verdict *rcpt;
+	size_t nrcpt;
 };
-/* DKIM, DMARC, URI lists and the score at the end of the text. */
+/* DKIM, DMARC, URI lists, the rules and the score at the end of the text:
+ * what is the same for every recipient. */
 void checks_verdict(struct msgcheck *m, const struct tx_info *tx, struct verdict *v);
+/* Then each recipient's lists and classifier (stores from pool), and the
+ * transaction's outcome: refused (v->action V_REJECT) only when every
+ * recipient would refuse it and none whitelists the authenticated author;
+ * otherwise each recipient gets INBOX or Junk.  Adds the score, tests and
+ * lists to v->log. */
+void checks_recipients(struct msgcheck *m, const struct tx_info *tx, struct verdict *v,
+		       struct storepool *pool, const char *const *rcpts, size_t n);
 void verdict_free(struct verdict *v);
+
+/* ------------------------------------------------------------ verdict.c */
+
+/* The site-wide classifier database, shared by the sessions: handles
+ * taken and given back (one thread uses a handle at a time).  NULL when
+ * the file does not exist (yet). */
+struct bayes_db *site_bayes_get(const char *data_dir);
+void site_bayes_put(struct bayes_db *db);
+void site_bayes_cleanup(void);
 
 /* ------------------------------------------------------- smtp.c, smtp_msg.c */
 

@@ -100,6 +100,7 @@ int main(int argc, char **argv)
 	if (left == 0) {
 		/* No session left: close the SQLite handles cleanly. */
 		storepool_free(&srv.stores);
+		site_bayes_cleanup();
 		free(srv.spool_dir);
 	}
 	return 0;

@@ -59,6 +59,9 @@ static void deliver_checked(struct session *s)
 	};
 	struct verdict v;
 	checks_verdict(&s->mc, &tx, &v);
+	if (v.action != V_REJECT)
+		checks_recipients(&s->mc, &tx, &v, s->srv->stores, (const char *const *)s->rcpts,
+				  s->nrcpts);
 	if (v.action == V_REJECT || v.action == V_TEMPFAIL) {
 		smtp_reply(s, "%s", v.reply);
 		smtp_log_tx(s, v.action == V_REJECT ? "reject" : "tempfail", v.reply,
@@ -66,23 +69,46 @@ static void deliver_checked(struct session *s)
 		verdict_free(&v);
 		return;
 	}
-	const char *folder = v.action == V_JUNK ? "Junk" : STORE_INBOX;
-	struct buf headers;
-	buf_init(&headers, 2 * MSG_HEADER_MAX);
+	/* Recipients whose X-Spam headers are the same share one file. */
 	int64_t now = clock_real_us() / 1000000;
-	trace_headers(s, &headers, now, &v.headers);
-	msgcheck_header_out(&s->mc, &headers);
+	struct delivery_rcpt *dr = xcalloc(s->nrcpts, sizeof(*dr));
+	struct buf *groups = xcalloc(s->nrcpts, sizeof(*groups));
+	size_t ngroups = 0;
+	for (size_t i = 0; i < s->nrcpts; i++) {
+		const struct rcpt_verdict *r = &v.rcpt[i];
+		size_t g = 0;
+		while (g < i && !(v.rcpt[g].headers.len == r->headers.len &&
+				  memcmp(v.rcpt[g].headers.data, r->headers.data, r->headers.len) == 0))
+			g++;
+		if (g == i) {
+			/* A new group: its header section. */
+			struct buf extra;
+			buf_init(&extra, 2 * MSG_HEADER_MAX);
+			buf_append(&extra, v.headers.data ? v.headers.data : "", v.headers.len);
+			buf_append(&extra, r->headers.data, r->headers.len);
+			buf_init(&groups[ngroups], 3 * MSG_HEADER_MAX);
+			trace_headers(s, &groups[ngroups], now, &extra);
+			msgcheck_header_out(&s->mc, &groups[ngroups]);
+			buf_free(&extra);
+			dr[i].group = ngroups++;
+		} else {
+			dr[i].group = dr[g].group;
+		}
+		dr[i].addr = s->rcpts[i];
+		dr[i].folder = r->action == V_JUNK ? "Junk" : STORE_INBOX;
+		dr[i].meta = (struct store_meta){ .internaldate = now,
+						  .verdict = r->action == V_JUNK ? "junk" : "inbox",
+						  .score = r->score,
+						  .sender = v.from_addr[0] ? v.from_addr : NULL,
+						  .autolearn = r->autolearn };
+	}
 	struct delivery dv = {
 		.qid = s->qid,
-		.rcpts = (const char *const *)s->rcpts,
+		.rcpts = dr,
 		.nrcpts = s->nrcpts,
-		.folder = folder,
-		.headers = &headers,
+		.headers = groups,
+		.ngroups = ngroups,
 		.spool = &s->spool,
-		.meta = { .internaldate = now,
-			  .flags = 0,
-			  .verdict = v.action == V_JUNK ? "junk" : "inbox",
-			  .score = v.score },
 	};
 	char *err = NULL;
 	if (deliver_message(s->srv->stores, &dv, &err) < 0) {
@@ -95,11 +121,26 @@ static void deliver_checked(struct session *s)
 	} else {
 		snprintf(text, sizeof(text), "250 2.0.0 Ok: queued as %s", s->qid);
 		smtp_reply(s, "%s", text);
-		char action[64];
-		snprintf(action, sizeof(action), "deliver folder=%s", folder);
-		smtp_log_tx(s, action, text, v.log.data ? v.log.data : "");
+		struct buf action;
+		buf_init(&action, 64 * 1024);
+		bool same = true;
+		for (size_t i = 1; i < s->nrcpts; i++)
+			same &= strcmp(dr[i].folder, dr[0].folder) == 0;
+		buf_puts(&action, "deliver folder=");
+		for (size_t i = 0; i < s->nrcpts; i++) {
+			if (same) {
+				buf_puts(&action, dr[0].folder);
+				break;
+			}
+			buf_printf(&action, "%s<%s>:%s", i ? "," : "", log_str(dr[i].addr), dr[i].folder);
+		}
+		smtp_log_tx(s, action.data, text, v.log.data ? v.log.data : "");
+		buf_free(&action);
 	}
-	buf_free(&headers);
+	for (size_t g = 0; g < ngroups; g++)
+		buf_free(&groups[g]);
+	free(groups);
+	free(dr);
 	verdict_free(&v);
 }
 

@@ -11,6 +11,7 @@
  *   fetch.c     FETCH, and SEARCH with its message loading
  *   flags.c     STORE
  *   notify.c    one inotify instance per process that wakes IDLE sessions
+ *   train.c     training by moving mail: what a move teaches, the learning
  *   pop3.c      POP3 (RFC 1939) of INBOX only
  *   auth.c      SASL PLAIN, the failed-login slow-down (IMAP and POP3)
  *   imap_parse.c, search.c   the command parser, sequence sets, SEARCH
@@ -106,6 +107,8 @@ struct session {
 	const char *tag;          /* of the command running */
 	char *names[4];           /* decoded folder names of the command running */
 	struct buf line;          /* scratch for responses */
+	bool train_pending;       /* training queued: apply before waiting for input */
+	int64_t train_checked;    /* when the queue was last looked at */
 };
 
 /* session.c */
@@ -174,6 +177,16 @@ uint32_t mailbox_seq(const struct mailbox *mb, uint32_t uid);
  * mailbox to sequence numbers in out.  false, with BAD sent, on a syntax
  * error or a sequence number beyond the mailbox. */
 bool mailbox_resolve(struct session *s, const char *set, bool uid, struct seqset *out);
+
+/* train.c: training by moving mail.  train_want: what a message that
+ * arrives in dest should be learned as, given the verdict it was
+ * delivered with; false when the move changes nothing (Trash).
+ * train_note queues it (inside the command's batch), train_flush applies
+ * what is queued (after the reply). */
+#define TRAIN_CHECK_MS 60000 /* a session looks at the queue at least this often */
+bool train_want(const char *dest, const char *verdict, enum store_learn *want_r);
+void train_note(struct session *s, const char *dest, uint32_t uid);
+void train_flush(struct session *s);
 
 /* fetch.c, flags.c */
 void cmd_fetch(struct session *s, const struct imap_cmd *c, const struct imap_arg *args, size_t n,

@@ -630,6 +630,7 @@ void cmd_copy(struct session *s, const struct imap_cmd *c, const struct imap_arg
 			}
 			seqset_add(&src, suid, suid);
 			seqset_add(&dst, nuid, nuid);
+			train_note(s, dest, nuid);
 		}
 	seqset_free(&seqs);
 	if (store_batch_end(s->store, &err) < 0) {

@@ -355,6 +355,14 @@ static bool do_login(struct session *s, const char *user, const char *pass)
 	}
 	s->user = xstrdup(addr);
 	s->state = ST_AUTH;
+	/* Training a crash (or a full batch) left queued: after this reply. */
+	uint64_t queued = 0;
+	if (store_train_count(s->store, &queued, &err) < 0) {
+		log_warnx(s->sid, "training: %s", err);
+		free(err);
+		err = NULL;
+	}
+	s->train_pending = queued > 0;
 	imap_parser_set_limits(s->parser, IMAP_SMALL_LITERAL_MAX, (size_t)s->cfg->max_message_size);
 	log_info(s->sid, "login %s from %s%s", addr, s->ip, conn_is_tls(s->conn) ? " (TLS)" : "");
 	struct buf b;
@@ -858,6 +866,7 @@ static void cmd_append(struct session *s, const struct imap_cmd *c)
 		return;
 	}
 	log_info(s->sid, "append %s uid=%u size=%zu", log_str(name), uid, dl);
+	train_note(s, name, uid);
 	if (s->state == ST_SELECTED)
 		mailbox_sync(s, true);
 	sess_tagged(s, "OK", "[APPENDUID %u %u] APPEND completed", uidvalidity, uid);
@@ -1103,7 +1112,24 @@ static void session_loop(struct session *s)
 			conn_write(s->conn, "+ Ready for literal data\r\n", 26);
 			continue;
 		}
-		/* Need more input: answer what we have and wait. */
+		/* Need more input: answer what we have, learn what the last
+		 * commands taught (off the client's path), and wait. */
+		/* Deliveries queue autolearning too: a client that stays
+		 * connected gets it applied now and then. */
+		if (!s->train_pending && s->store != NULL &&
+		    clock_mono_ms() - s->train_checked >= TRAIN_CHECK_MS) {
+			uint64_t queued = 0;
+			char *err = NULL;
+			s->train_checked = clock_mono_ms();
+			if (store_train_count(s->store, &queued, &err) < 0)
+				free(err);
+			s->train_pending = queued > 0;
+		}
+		if (s->train_pending) {
+			if (conn_flush(s->conn, (int)s->cfg->imap_idle_timeout_ms) != CONN_OK)
+				return;
+			train_flush(s);
+		}
 		int64_t timeout = s->state == ST_NOT_AUTH ? s->cfg->imap_login_timeout_ms
 							  : s->cfg->imap_idle_timeout_ms;
 		enum daemon_wait w = daemon_read_more(s->app->d, &s->link, s->conn, (int)timeout);
@@ -1160,6 +1186,8 @@ out:
 		 s->user ? s->user : "-", (long long)s->commands, (long long)s->bad);
 	daemon_unregister(app->d, &s->link);
 	mailbox_free(&s->mbox);
+	if (s->train_pending)
+		train_flush(s);
 	store_close(&s->store);
 	imap_parser_free(&s->parser);
 	names_free(s);

@@ -1,7 +1,9 @@
 /*
  * compile.c - rule definitions to a compiled rule set: every regex
  * compiled by PCRE2 (with JIT) once at load, metas compiled and ordered;
- * ruleset_load reads a directory of *.rules files.
+ * ruleset_load reads a directory of *.rules files.  A rule set that
+ * defines no check_bayes rule gets SpamAssassin's bands built in
+ * (rules_bayes_defaults), so that the classifier scores with any rules.
  */
 #include "rules/rules-private.h"
 
@@ -177,7 +179,7 @@ static int order_metas(struct ruleset *rs, struct rules_report *rep)
 static void mark_needed(struct ruleset *rs)
 {
 	for (size_t i = 0; i < rs->n; i++)
-		rs->v[i].needed = rs->v[i].score != 0;
+		rs->v[i].needed = rs->v[i].score != 0 || rs->v[i].score_bayes != 0;
 	/* Metas in reverse dependency order propagate the need down. */
 	for (size_t k = rs->nmeta; k-- > 0;) {
 		struct crule *m = &rs->v[rs->meta_order[k]];
@@ -189,8 +191,11 @@ static void mark_needed(struct ruleset *rs)
 			rs->v[deps[j]].needed = true;
 	}
 	rs->nneeded = 0;
-	for (size_t i = 0; i < rs->n; i++)
+	rs->has_bayes = false;
+	for (size_t i = 0; i < rs->n; i++) {
 		rs->nneeded += rs->v[i].needed;
+		rs->has_bayes = rs->has_bayes || (rs->v[i].needed && rs->v[i].type == RT_BAYES);
+	}
 }
 
 static void crule_free(struct crule *c)
@@ -223,8 +228,14 @@ size_t ruleset_size(const struct ruleset *rs)
 	return rs ? rs->nneeded : 0;
 }
 
+bool ruleset_has_bayes(const struct ruleset *rs)
+{
+	return rs && rs->has_bayes;
+}
+
 static int compile_defs(struct rule_defs *defs, struct ruleset **out, struct rules_report *rep)
 {
+	rules_bayes_defaults(defs);
 	struct ruleset *rs = xcalloc(1, sizeof(*rs));
 	rs->v = xcalloc(defs->n ? defs->n : 1, sizeof(*rs->v));
 	int rc = 0;
@@ -238,6 +249,9 @@ static int compile_defs(struct rule_defs *defs, struct ruleset **out, struct rul
 		c->describe = xstrdup(d->describe ? d->describe : "");
 		c->type = d->type;
 		c->score = d->has_score ? d->score : default_score(d->name, d->tflags);
+		c->score_bayes = d->has_score ? d->score_bayes : c->score;
+		c->bayes_lo = d->bayes_lo;
+		c->bayes_hi = d->bayes_hi;
 		c->tflags = d->tflags;
 		c->maxhits = d->maxhits;
 		c->file = xstrdup(d->file ? d->file : "");
@@ -249,7 +263,7 @@ static int compile_defs(struct rule_defs *defs, struct ruleset **out, struct rul
 		c->if_unset = d->if_unset ? xstrdup(d->if_unset) : NULL;
 		c->negate = d->negate;
 		rs->n++;
-		if (d->type != RT_META && !d->exists) {
+		if (d->type != RT_META && d->type != RT_BAYES && !d->exists) {
 			uint32_t opt;
 			char bad = 0, err[320];
 			if (regex_options(d->flags, &opt, &bad) < 0) {

@@ -9,6 +9,12 @@
  * a meta hits when its expression is non-zero.  The score of a rule that
  * hits is added once, whatever its count (the count feeds metas).
  *
+ * In two steps (several recipients, each with a classifier of their
+ * own): ruleset_scan runs the regex rules, once per message; then
+ * ruleset_finish, once per verdict, sets the check_bayes rules from the
+ * probability, evaluates the metas (cheap) and sums the scores of the
+ * score set that applies.
+ *
  * PCRE2 runs with limits (match, depth, heap, and a bounded JIT stack):
  * a pattern that would backtrack for ever on a hostile message stops at
  * the limit, is logged, and counts as not matched.  The match data,
@@ -167,36 +173,45 @@ static unsigned run_rule(const struct crule *c, struct msgview *mv, struct subje
 		return re_count(c, full, len, max, t, limits, limited);
 	}
 	case RT_META:
+	case RT_BAYES:
 		break;
 	}
 	return 0;
 }
 
-void ruleset_match(const struct ruleset *rs, struct msgview *mv, struct rules_result *r)
+struct rules_scan {
+	unsigned *counts;         /* hits per rule: the regex rules' (metas, check_bayes: 0) */
+	size_t n;
+	unsigned limits;
+	size_t skipped;
+};
+
+struct rules_scan *ruleset_scan(const struct ruleset *rs, struct msgview *mv)
 {
-	memset(r, 0, sizeof(*r));
+	struct rules_scan *sc = xcalloc(1, sizeof(*sc));
 	if (rs == NULL || rs->n == 0)
-		return;
+		return sc;
 	struct tstate *t = tstate_get();
-	unsigned *counts = xcalloc(rs->n, sizeof(unsigned));
+	sc->n = rs->n;
+	sc->counts = xcalloc(rs->n, sizeof(unsigned));
 	struct subjects sj = { 0 };
 	int64_t deadline = clock_mono_ms() + MESSAGE_BUDGET_MS;
 	const struct crule *first_limited = NULL;
 	size_t skipped = 0;
 	for (size_t i = 0; i < rs->n; i++) {
 		const struct crule *c = &rs->v[i];
-		if (!c->needed || c->type == RT_META)
+		if (!c->needed || c->type == RT_META || c->type == RT_BAYES)
 			continue;
 		if (skipped || clock_mono_ms() > deadline) {
 			skipped++;
 			continue;
 		}
 		bool limited = false;
-		counts[i] = run_rule(c, mv, &sj, t, &r->limits, &limited);
+		sc->counts[i] = run_rule(c, mv, &sj, t, &sc->limits, &limited);
 		if (limited) {
 			/* The rule counts as not matched, whatever it found
 			 * before the limit. */
-			counts[i] = 0;
+			sc->counts[i] = 0;
 			if (first_limited == NULL)
 				first_limited = c;
 		}
@@ -204,32 +219,77 @@ void ruleset_match(const struct ruleset *rs, struct msgview *mv, struct rules_re
 	/* One line per message, however many rules a hostile one stops. */
 	if (first_limited)
 		log_warnx(NULL, "rules: %u matches stopped at the PCRE2 limits (first: %s, %s:%u), "
-			  "counted as not matched", r->limits, first_limited->name, first_limited->file,
+			  "counted as not matched", sc->limits, first_limited->name, first_limited->file,
 			  first_limited->line);
 	if (skipped)
 		log_warnx(NULL, "rules: the message took over %d ms; %zu rules not run", MESSAGE_BUDGET_MS,
 			  skipped);
-	r->skipped = skipped;
+	sc->skipped = skipped;
+	free(sj.body.len);
+	free(sj.rawbody.len);
+	free(sj.uris.len);
+	return sc;
+}
+
+/* check_bayes: [lo, hi), and [lo, hi] for the top band (p = 1.0 is in
+ * BAYES_99); never without a verdict. */
+static bool bayes_hit(const struct crule *c, double p)
+{
+	if (!(p >= 0))
+		return false; /* no verdict (or NaN) */
+	return p >= c->bayes_lo && (p < c->bayes_hi || (c->bayes_hi >= 1.0 && p <= c->bayes_hi));
+}
+
+void ruleset_finish(const struct ruleset *rs, const struct rules_scan *sc, double bayes_p,
+		    struct rules_result *r)
+{
+	memset(r, 0, sizeof(*r));
+	if (rs == NULL || sc == NULL || sc->n != rs->n || rs->n == 0)
+		return;
+	r->limits = sc->limits;
+	r->skipped = sc->skipped;
+	/* The scan stays as it is: finish runs once per recipient. */
+	unsigned *counts = xmalloc(rs->n * sizeof(unsigned));
+	memcpy(counts, sc->counts, rs->n * sizeof(unsigned));
+	for (size_t i = 0; i < rs->n; i++)
+		if (rs->v[i].type == RT_BAYES)
+			counts[i] = bayes_hit(&rs->v[i], bayes_p);
 	for (size_t k = 0; k < rs->nmeta; k++) {
 		size_t i = rs->meta_order[k];
 		if (rs->v[i].needed)
 			counts[i] = meta_eval(rs->v[i].meta, counts) != 0 ? 1 : 0;
 	}
+	/* SpamAssassin's score set 3 when Bayes gave a verdict, else 1. */
+	bool with_bayes = bayes_p >= 0;
 	for (size_t i = 0; i < rs->n; i++) {
 		const struct crule *c = &rs->v[i];
-		if (counts[i] == 0 || c->score == 0 || strncmp(c->name, "__", 2) == 0)
+		double score = with_bayes ? c->score_bayes : c->score;
+		if (counts[i] == 0 || score == 0 || strncmp(c->name, "__", 2) == 0)
 			continue;
 		r->v = xrealloc(r->v, (r->n + 1) * sizeof(*r->v));
 		r->v[r->n++] = (struct rule_hit){ .name = c->name,
 						  .describe = c->describe,
-						  .score = c->score,
+						  .score = score,
 						  .count = counts[i] };
-		r->score += c->score;
+		r->score += score;
 	}
 	free(counts);
-	free(sj.body.len);
-	free(sj.rawbody.len);
-	free(sj.uris.len);
+}
+
+void rules_scan_free(struct rules_scan **scp)
+{
+	if (*scp == NULL)
+		return;
+	free((*scp)->counts);
+	free(*scp);
+	*scp = NULL;
+}
+
+void ruleset_match(const struct ruleset *rs, struct msgview *mv, struct rules_result *r)
+{
+	struct rules_scan *sc = ruleset_scan(rs, mv);
+	ruleset_finish(rs, sc, -1, r);
+	rules_scan_free(&sc);
 }
 
 void rules_result_free(struct rules_result *r)

@@ -9,10 +9,13 @@
  * with '-' read as '_' (as SpamAssassin does).
  *
  * Understood: header, body, rawbody, uri, full, meta, score, describe,
- * tflags, include, if/ifplugin/else/endif, require_version.  eval: rules,
- * plugins' directives and every other setting are skipped with a warning
- * (one per directive and file, counting its lines).  We load no plugin:
- * every ifplugin block is skipped with one warning.
+ * tflags, include, if/ifplugin/else/endif, require_version, and
+ * "body NAME eval:check_bayes('LO', 'HI')" (the classifier's verdict).
+ * Other eval: rules, plugins' directives and every other setting are
+ * skipped with a warning (one per directive and file, counting its
+ * lines).  Of SpamAssassin's plugins only Bayes is "loaded" (we have a
+ * classifier): its ifplugin blocks are read, every other ifplugin block
+ * is skipped with one warning.
  *
  * A rule without a score line gets SpamAssassin's default in
  * rule_def.score at the end of every rules_parse_file (1.0; 0 for "__"
@@ -51,8 +54,14 @@
 /* "score NAME n0 n1 n2 n3" gives a score per SpamAssassin score set:
  * 0 no Bayes and no network tests, 1 network tests without Bayes,
  * 2 Bayes without network tests, 3 Bayes and network tests.  We run
- * network tests (DNSBLs) and no Bayes: set 1. */
+ * network tests (DNSBLs): set 1 for a message without a Bayes verdict,
+ * set 3 for one with (SpamAssassin switches per message when Bayes is
+ * available); rule_def.score and .score_bayes. */
 #define SCORE_SET 1
+#define SCORE_SET_BAYES 3
+
+/* The one SpamAssassin plugin whose ifplugin blocks are read. */
+#define BAYES_PLUGIN "Mail::SpamAssassin::Plugin::Bayes"
 
 /* Letters allowed after a pattern's closing delimiter: i m s x n are
  * PCRE2 options; g o p mean nothing for a match and are accepted. */
@@ -242,6 +251,7 @@ static void define(struct pfile *f, const char *name, struct rule_def *t)
 	t->name = d->name;
 	t->has_score = d->has_score;
 	t->score = d->score;
+	t->score_bayes = d->score_bayes;
 	t->describe = d->describe;
 	t->tflags = d->tflags;
 	t->maxhits = d->maxhits;
@@ -451,9 +461,10 @@ static void dir_score(struct pfile *f, const char *name, char *v)
 	if (n != 1 && n != 4)
 		ERR("score %s: expected 1 or 4 scores", name);
 	struct rule_def *d = def_get(f, name);
-	double val = s[n == 4 ? SCORE_SET : 0];
+	double val = s[n == 4 ? SCORE_SET : 0], bval = s[n == 4 ? SCORE_SET_BAYES : 0];
 	/* "(n)": relative to the score set before (SpamAssassin) */
 	d->score = relative && d->has_score ? d->score + val : val;
+	d->score_bayes = relative && d->has_score ? d->score_bayes + bval : bval;
 	d->has_score = true;
 }
 
@@ -478,6 +489,57 @@ static void dir_tflags(struct pfile *f, const char *name, char *v)
 	struct rule_def *d = def_get(f, name);
 	d->tflags = bits; /* a later tflags line replaces (SpamAssassin) */
 	d->maxhits = maxhits;
+}
+
+/* "eval:check_bayes(...)" (blanks allowed around the name). */
+static bool is_check_bayes(const char *v)
+{
+	if (strncmp(v, "eval:", 5) != 0)
+		return false;
+	v = skip_space((char *)v + 5);
+	if (strncmp(v, "check_bayes", 11) != 0)
+		return false;
+	v = skip_space((char *)v + 11);
+	return *v == '(';
+}
+
+/* One argument of check_bayes: a number, bare or in ' or " quotes, or
+ * 'undef' (no upper bound, as SpamAssassin's check_bayes reads it).
+ * *p after it and its blanks. */
+static bool bayes_arg(char **p, double *out, bool *undef)
+{
+	char *s = skip_space(*p), q = 0;
+	if (*s == '\'' || *s == '"')
+		q = *s++;
+	char *e = s;
+	while (*e && *e != q && *e != ',' && *e != ')' && !is_space(*e))
+		e++;
+	*undef = (size_t)(e - s) == 5 && strncmp(s, "undef", 5) == 0;
+	if (!*undef && !parse_num(s, (size_t)(e - s), out))
+		return false;
+	if (q && *e++ != q)
+		return false;
+	*p = skip_space(e);
+	return true;
+}
+
+/* body NAME eval:check_bayes('LO', 'HI'): hits when the message's Bayes
+ * probability p is in [LO, HI), or [LO, HI] when HI >= 1. */
+static void dir_check_bayes(struct pfile *f, const char *name, char *v)
+{
+	char *p = strchr(v, '(') + 1;
+	double lo = 0, hi = 0;
+	bool lo_undef = false, hi_undef = false;
+	bool ok = bayes_arg(&p, &lo, &lo_undef) && !lo_undef && *p++ == ',' &&
+		  bayes_arg(&p, &hi, &hi_undef) && *p++ == ')';
+	if (!ok || *skip_space(p))
+		ERR("body %s: check_bayes: expected two numbers: eval:check_bayes('LOW', 'HIGH')", name);
+	if (hi_undef)
+		hi = 1.0;
+	if (lo < 0 || lo > 1 || hi < lo)
+		ERR("body %s: check_bayes: the range %g to %g is not within 0 to 1", name, lo, hi);
+	struct rule_def t = { .type = RT_BAYES, .bayes_lo = lo, .bayes_hi = hi };
+	define(f, name, &t);
 }
 
 /* ------------------------------------------------------ if expressions */
@@ -543,7 +605,9 @@ static double ex_primary(struct expr *e)
 	size_t alen = (size_t)(e->s - a);
 	if (!alen || !ex_eat(e, ")"))
 		return ex_bad(e);
-	return !plugin && in_list(sa_features, a, alen); /* plugin(): we load none */
+	if (plugin) /* we "load" Bayes only */
+		return alen == strlen(BAYES_PLUGIN) && strncmp(a, BAYES_PLUGIN, alen) == 0;
+	return in_list(sa_features, a, alen);
 }
 
 /* Perl's precedence: || && (== !=) (<= >= < >) (+ -) (* /), then unary ! -. */
@@ -619,7 +683,12 @@ static void cond_push(struct pfile *f, const char *kind, const char *v, bool ski
 		ERR("%s: missing condition", kind); /* neither part is read */
 	if (skipping)
 		return;
-	if (kind[2]) { /* ifplugin: we load no SpamAssassin plugin */
+	if (kind[2] && strcmp(v, BAYES_PLUGIN) == 0) { /* the classifier */
+		c->known = true;
+		c->val = true;
+		return;
+	}
+	if (kind[2]) { /* ifplugin: we load no other SpamAssassin plugin */
 		char msg[512];
 		snprintf(msg, sizeof(msg), "plugin %s not available", log_str(v));
 		c->known = true;
@@ -681,6 +750,10 @@ static void handle_line(struct pfile *f, char *s)
 			continue;
 		if (!(name = take_name(f, key, v, &rest)))
 			return;
+		if (type == RT_BODY && is_check_bayes(rest)) {
+			dir_check_bayes(f, name, rest);
+			return;
+		}
 		if (strncmp(rest, "eval:", 5) == 0 || strncmp(rest, "rbleval:", 8) == 0)
 			WARN("%s %s: eval: rules are not supported: rule skipped", key, name);
 		if (type == RT_HEADER) {
@@ -878,9 +951,64 @@ int rules_parse_file(const char *path, struct rule_defs *defs, struct rules_repo
 	parse_file(&p, path, NULL);
 	for (size_t i = 0; i < defs->n; i++) /* SpamAssassin's default scores */
 		if (!defs->v[i].has_score)
-			defs->v[i].score = strncmp(defs->v[i].name, "__", 2) == 0   ? 0
-					   : strncmp(defs->v[i].name, "T_", 2) == 0 ? 0.01
-										    : 1.0;
+			defs->v[i].score = defs->v[i].score_bayes =
+				strncmp(defs->v[i].name, "__", 2) == 0   ? 0
+				: strncmp(defs->v[i].name, "T_", 2) == 0 ? 0.01
+									 : 1.0;
 	free(p.slots);
 	return rep->errors > errors ? -1 : 0;
+}
+
+/* SpamAssassin's 23_bayes.cf and the set-3 scores of its 50_scores.cf. */
+static const struct {
+	const char *name;
+	double lo, hi, score;
+	const char *describe;
+} bayes_bands[] = {
+	{ "BAYES_00", 0.00, 0.01, -1.9, "Bayes spam probability is 0 to 1%" },
+	{ "BAYES_05", 0.01, 0.05, -0.5, "Bayes spam probability is 1 to 5%" },
+	{ "BAYES_20", 0.05, 0.20, -0.001, "Bayes spam probability is 5 to 20%" },
+	{ "BAYES_40", 0.20, 0.40, -0.001, "Bayes spam probability is 20 to 40%" },
+	{ "BAYES_50", 0.40, 0.60, 0.8, "Bayes spam probability is 40 to 60%" },
+	{ "BAYES_60", 0.60, 0.80, 1.5, "Bayes spam probability is 60 to 80%" },
+	{ "BAYES_80", 0.80, 0.95, 2.0, "Bayes spam probability is 80 to 95%" },
+	{ "BAYES_95", 0.95, 0.99, 3.0, "Bayes spam probability is 95 to 99%" },
+	{ "BAYES_99", 0.99, 1.00, 3.5, "Bayes spam probability is 99 to 100%" },
+	{ "BAYES_999", 0.999, 1.00, 0.2, "Bayes spam probability is 99.9 to 100%" },
+};
+
+void rules_bayes_defaults(struct rule_defs *defs)
+{
+	for (size_t i = 0; i < defs->n; i++)
+		if (defs->v[i].defined && defs->v[i].type == RT_BAYES)
+			return;
+	for (size_t b = 0; b < ARRAY_SIZE(bayes_bands); b++) {
+		struct rule_def *d = NULL;
+		for (size_t i = 0; i < defs->n && d == NULL; i++)
+			if (strcmp(defs->v[i].name, bayes_bands[b].name) == 0)
+				d = &defs->v[i];
+		if (d != NULL && d->defined)
+			continue; /* a rule of another kind by that name: it stays */
+		if (d == NULL) {
+			/* the growth def_get uses (capacity a power of two from 16) */
+			if (defs->n == 0 || (defs->n >= 16 && (defs->n & (defs->n - 1)) == 0))
+				defs->v = xrealloc(defs->v, (defs->n ? defs->n * 2 : 16) * sizeof(*defs->v));
+			d = &defs->v[defs->n++];
+			*d = (struct rule_def){ .name = xstrdup(bayes_bands[b].name),
+						.file = xstrdup("(built-in)") };
+		}
+		/* score, describe and tflags lines of the rule files apply */
+		if (!d->has_score) {
+			d->has_score = true;
+			d->score = d->score_bayes = bayes_bands[b].score;
+		}
+		if (d->describe == NULL)
+			d->describe = xstrdup(bayes_bands[b].describe);
+		if (d->tflags == 0)
+			d->tflags = (bayes_bands[b].score < 0 ? RTF_NICE : 0) | RTF_LEARN;
+		d->type = RT_BAYES;
+		d->bayes_lo = bayes_bands[b].lo;
+		d->bayes_hi = bayes_bands[b].hi;
+		d->defined = true;
+	}
 }

@@ -13,8 +13,12 @@
  *              deduplicated
  *   html.c     HTML to text, and the links of HTML
  *   diag.c     the load report (errors and warnings with FILE:LINE)
- *   compile.c  rule_def -> compiled rules (PCRE2 + JIT), ruleset_load
- *   match.c    ruleset_match: per-thread match data, limits, meta, scores
+ *   compile.c  rule_def -> compiled rules (PCRE2 + JIT), ruleset_load,
+ *              the built-in check_bayes bands
+ *   match.c    ruleset_scan/finish/match: per-thread match data, limits,
+ *              check_bayes, meta, scores
+ *   tokens.c   the tokens of a message for the classifier
+ *   bayes.c    the classifier: SQLite counts, learning, chi-square
  */
 #ifndef RULES_PRIVATE_H
 #define RULES_PRIVATE_H
@@ -27,7 +31,8 @@
 
 /* ---------------------------------------------------------------- parse.c */
 
-enum rule_type { RT_HEADER, RT_BODY, RT_RAWBODY, RT_URI, RT_FULL, RT_META };
+/* RT_BAYES: body NAME eval:check_bayes('LO', 'HI'). */
+enum rule_type { RT_HEADER, RT_BODY, RT_RAWBODY, RT_URI, RT_FULL, RT_META, RT_BAYES };
 
 enum hdr_mod { HM_NONE, HM_RAW, HM_ADDR, HM_NAME };
 
@@ -54,9 +59,12 @@ struct rule_def {
 	char *flags;              /* after the closing delimiter: i m s x g ... */
 	/* meta rules */
 	char *expr;
+	/* check_bayes rules: hit when lo <= p < hi (p <= hi when hi >= 1) */
+	double bayes_lo, bayes_hi;
 	/* from score/describe/tflags lines (also when they come first) */
 	bool has_score;           /* a score line was seen; if not, score is */
 	double score;             /* SpamAssassin's default: 1.0, 0 for "__" names, 0.01 for "T_" */
+	double score_bayes;       /* the same for messages with a Bayes verdict (score set 3) */
 	char *describe;
 	unsigned tflags;
 	unsigned maxhits;         /* tflags maxhits=N; 0: none */
@@ -74,6 +82,10 @@ struct rule_defs {
  * Returns 0, or -1 when errors were reported. */
 int rules_parse_file(const char *path, struct rule_defs *defs, struct rules_report *rep);
 void rule_defs_free(struct rule_defs *defs);
+/* When no check_bayes rule is defined: SpamAssassin's bands BAYES_00 ..
+ * BAYES_999 (23_bayes.cf) with its set-3 scores, added to defs; score,
+ * describe and tflags lines already read for those names apply. */
+void rules_bayes_defaults(struct rule_defs *defs);
 /* Add a diagnostic. */
 void rules_diag_add(struct rules_report *rep, const char *file, unsigned line, bool error,
 		    const char *fmt, ...) PRINTFLIKE(5, 6);
@@ -188,6 +200,7 @@ struct crule {
 	unsigned line;
 	enum rule_type type;
 	double score;             /* the score that applies (defaults included) */
+	double score_bayes;       /* ... when there is a Bayes verdict */
 	bool needed;              /* scores, or a scoring meta reads it */
 	unsigned tflags, maxhits;
 	char *header;             /* header rules */
@@ -197,6 +210,7 @@ struct crule {
 	pcre2_code *re;           /* regex rules (NULL for exists: and metas) */
 	char *expr;               /* metas: the source */
 	struct meta_expr *meta;
+	double bayes_lo, bayes_hi; /* check_bayes */
 };
 
 struct ruleset {
@@ -205,6 +219,41 @@ struct ruleset {
 	size_t *meta_order;       /* metas, each after those it reads */
 	size_t nmeta;
 	size_t nneeded;
+	bool has_bayes;           /* a needed check_bayes rule */
 };
+
+/* --------------------------------------------------------------- tokens.c */
+
+#define BAYES_TOKENS_MAX 2000     /* per message: the first ones are kept */
+
+struct bayes_tokens {
+	int64_t *h;               /* ascending as signed (SQLite's order) */
+	size_t n;
+};
+/* Every token of a message as text (bayes_tokenize hashes them); fn
+ * returns false to stop.  For tests and debugging. */
+typedef bool bayes_token_fn(const char *tok, size_t len, void *arg);
+void bayes_tokenize_each(struct msgview *mv, bayes_token_fn *fn, void *arg);
+/* Tokens from hashes (sorted and deduplicated here, at most
+ * BAYES_TOKENS_MAX). */
+struct bayes_tokens *bayes_tokens_from(const int64_t *h, size_t n);
+
+/* ---------------------------------------------------------------- bayes.c */
+
+/* SpamAssassin's constants for chi-square combining (Bayes/CombineChi). */
+#define BAYES_FW_S 0.160          /* Robinson's s: the strength of the prior */
+#define BAYES_FW_X 0.538          /* Robinson's x: the prior for an unknown word */
+#define BAYES_MIN_STRENGTH 0.346  /* |f(w) - 0.5| below this: not interesting */
+#define BAYES_SIGNIFICANT 150     /* at most this many tokens are combined */
+
+/* The probability that a chi-square variable with v (even) degrees of
+ * freedom is at least x2 (the inverse chi-square of Robinson's paper). */
+double bayes_chi2q(double x2, unsigned v);
+/* Robinson's f(w) of a token seen in s spam and h ham messages of
+ * nspam and nham (both > 0). */
+double bayes_robinson(uint64_t s, uint64_t h, uint64_t nspam, uint64_t nham);
+/* Fisher's combining of n values of f(w): I = (1 + H - S) / 2; 0.5 for
+ * none. */
+double bayes_combine(const double *f, size_t n);
 
 #endif

@@ -56,6 +56,27 @@ static const char schema_v2[] =
 	" FOREIGN KEY (folder, uid) REFERENCES messages (folder, uid) ON DELETE CASCADE);"
 	"CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER);";
 
+/* Version 2 to 3: training by moving mail.  msgkey identifies a message
+ * by its content (copies share it: the classifier learns a message once);
+ * sender is its From address (the entries of the Whitelist and Blacklist
+ * folders); lists holds the entries added with mailctl; training the
+ * learning still to be applied (imapd works through it after each
+ * command). */
+static const char migrate_v2_v3[] =
+	"ALTER TABLE messages ADD COLUMN msgkey TEXT;"
+	"ALTER TABLE messages ADD COLUMN sender TEXT;"
+	"CREATE INDEX messages_msgkey ON messages (msgkey) WHERE msgkey IS NOT NULL;"
+	"CREATE INDEX messages_sender ON messages (sender, folder) WHERE sender IS NOT NULL;"
+	"CREATE TABLE lists ("
+	" kind INTEGER NOT NULL,"            /* enum store_list_kind */
+	" entry TEXT NOT NULL,"              /* local@domain or @domain, lower case */
+	" created INTEGER NOT NULL,"
+	" PRIMARY KEY (kind, entry)) WITHOUT ROWID;"
+	"CREATE TABLE training ("
+	" msgkey TEXT PRIMARY KEY,"
+	" want INTEGER NOT NULL,"            /* enum store_learn */
+	" queued INTEGER NOT NULL) WITHOUT ROWID;";
+
 /* Version 1 (issue 2) to 2: \Recent mark, sync index, keywords index, the
  * MIME cache.  The keywords column existed already (NULL: none).  What
  * was in a folder before the upgrade is not \Recent. */
@@ -75,7 +96,7 @@ static const char migrate_v1_v2[] =
 
 #define MSG_COLS \
 	"uid, filename, in_new, flags, xflags, modseq, size, vsize, internaldate, verdict, score," \
-	" coalesce(keywords, '')"
+	" coalesce(keywords, ''), msgkey, sender, learned"
 
 static const char *const stmt_sql[STMT_COUNT] = {
 	[STMT_BEGIN] = "BEGIN IMMEDIATE",
@@ -113,12 +134,13 @@ static const char *const stmt_sql[STMT_COUNT] = {
 	[STMT_FOLDER_CHILDREN] = "SELECT id, name FROM folders WHERE name >= ?1 || '/'"
 				 " AND name < ?1 || '0' ORDER BY name",
 	[STMT_MSG_INSERT] = "INSERT INTO messages (folder, uid, filename, in_new, flags, xflags,"
-			    " modseq, size, vsize, internaldate, verdict, score, learned, keywords)"
-			    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
+			    " modseq, size, vsize, internaldate, verdict, score, learned, keywords, msgkey,"
+			    " sender)"
+			    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
 			    " ON CONFLICT (folder, filename) DO UPDATE SET"
 			    " verdict = excluded.verdict, score = excluded.score RETURNING uid",
 	[STMT_MSG_GET] = "SELECT filename, in_new, flags, xflags, modseq, size, vsize,"
-			 " internaldate, verdict, score, learned, coalesce(keywords, '')"
+			 " internaldate, verdict, score, learned, coalesce(keywords, ''), msgkey, sender"
 			 " FROM messages WHERE folder = ?1 AND uid = ?2",
 	[STMT_MSG_RANGE] = "SELECT " MSG_COLS " FROM messages"
 			   " WHERE folder = ?1 AND uid >= ?2 AND uid <= ?3 ORDER BY uid LIMIT ?4",
@@ -155,6 +177,38 @@ static const char *const stmt_sql[STMT_COUNT] = {
 			   " envelope = coalesce(excluded.envelope, envelope),"
 			   " body = coalesce(excluded.body, body),"
 			   " bodystructure = coalesce(excluded.bodystructure, bodystructure)",
+	[STMT_FOLDER_NAME] = "SELECT name FROM folders WHERE id = ?1",
+	[STMT_LIST_ADD] = "INSERT INTO lists (kind, entry, created) VALUES (?1, ?2, ?3)"
+			  " ON CONFLICT (kind, entry) DO NOTHING",
+	[STMT_LIST_DEL] = "DELETE FROM lists WHERE kind = ?1 AND entry = ?2",
+	[STMT_LIST_ALL] = "SELECT kind, entry FROM lists ORDER BY kind, entry",
+	[STMT_LIST_MATCH] = "SELECT kind FROM lists WHERE entry = ?1",
+	/* The entries the Whitelist and Blacklist folders make. */
+	[STMT_SENDER_MATCH] = "SELECT f.name FROM messages m JOIN folders f ON f.id = m.folder"
+			      " WHERE m.sender = ?1 AND f.name IN ('Whitelist', 'Blacklist')",
+	[STMT_SENDER_ALL] = "SELECT f.name, m.sender, count(*) FROM messages m"
+			    " JOIN folders f ON f.id = m.folder"
+			    " WHERE f.name IN ('Whitelist', 'Blacklist') AND m.sender IS NOT NULL"
+			    " GROUP BY f.name, m.sender ORDER BY f.name, m.sender",
+	[STMT_SENDER_MISSING] = "SELECT m.folder, m.uid FROM messages m JOIN folders f"
+				" ON f.id = m.folder WHERE f.name IN ('Whitelist', 'Blacklist')"
+				" AND m.sender IS NULL LIMIT 100",
+	[STMT_MSG_SET_SENDER] = "UPDATE messages SET sender = ?3 WHERE folder = ?1 AND uid = ?2",
+	[STMT_MSG_SET_KEY] = "UPDATE messages SET msgkey = ?3 WHERE folder = ?1 AND uid = ?2",
+	[STMT_KEY_VERDICT] = "SELECT verdict, score FROM messages"
+			     " WHERE msgkey = ?1 AND verdict IS NOT NULL LIMIT 1",
+	[STMT_KEY_FIND] = "SELECT f.name, m.uid FROM messages m JOIN folders f ON f.id = m.folder"
+			  " WHERE m.msgkey = ?1 LIMIT 1",
+	[STMT_KEY_SET_LEARNED] = "UPDATE messages SET learned = ?2 WHERE msgkey = ?1",
+	[STMT_TRAIN_SET] = "INSERT INTO training (msgkey, want, queued) VALUES (?1, ?2, ?3)"
+			   " ON CONFLICT (msgkey) DO UPDATE SET want = excluded.want,"
+			   " queued = excluded.queued",
+	[STMT_TRAIN_AUTO] = "INSERT INTO training (msgkey, want, queued)"
+			    " SELECT ?1, ?2, ?3 WHERE (SELECT count(*) FROM training) < ?4"
+			    " ON CONFLICT (msgkey) DO NOTHING",
+	[STMT_TRAIN_ALL] = "SELECT msgkey, want, queued FROM training ORDER BY queued LIMIT ?1",
+	[STMT_TRAIN_DONE] = "DELETE FROM training WHERE msgkey = ?1 AND want = ?2 AND queued = ?3",
+	[STMT_TRAIN_COUNT] = "SELECT count(*) FROM training",
 	[STMT_CACHE_COPY] = "INSERT OR REPLACE INTO msgcache (folder, uid, envelope, body,"
 			    " bodystructure) SELECT ?3, ?4, envelope, body, bodystructure"
 			    " FROM msgcache WHERE folder = ?1 AND uid = ?2",
@@ -172,8 +226,7 @@ int index_fail(struct store *st, sqlite3_stmt *q, const char *what, char **error
 	return -1;
 }
 
-/* Run SQL without results (setup only). */
-static int exec(struct store *st, const char *sql, char **error_r)
+int index_exec(struct store *st, const char *sql, char **error_r)
 {
 	char *msg = NULL;
 	if (sqlite3_exec(st->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
@@ -230,13 +283,13 @@ static int schema_setup(struct store *st, char **error_r)
 	}
 	if (version == STORE_SCHEMA_VERSION)
 		return index_commit(st, error_r);
-	const char *sql = version == 0 ? schema_v2 : migrate_v1_v2;
 	st->fresh_index = version == 0; /* the files must be indexed now */
-	/* Later versions: if (version < 3) { ALTER ... } */
-	if (exec(st, sql, error_r) < 0)
+	if ((version == 0 && index_exec(st, schema_v2, error_r) < 0) ||
+	    (version == 1 && index_exec(st, migrate_v1_v2, error_r) < 0) ||
+	    (version <= 2 && index_exec(st, migrate_v2_v3, error_r) < 0))
 		goto fail;
 	char *set = xasprintf("PRAGMA user_version = %d;", STORE_SCHEMA_VERSION);
-	int r = exec(st, set, error_r);
+	int r = index_exec(st, set, error_r);
 	free(set);
 	if (r < 0)
 		goto fail;
@@ -288,7 +341,7 @@ static int index_open_ex(struct store *st, bool setup, char **error_r)
 	 * login cheap. */
 	sqlite3_busy_timeout(st->db, STORE_BUSY_TIMEOUT_MS);
 	if (set_wal(st, error_r) < 0 ||
-	    exec(st, "PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; PRAGMA cache_size=-" STORE_CACHE_KB ";",
+	    index_exec(st, "PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; PRAGMA cache_size=-" STORE_CACHE_KB ";",
 		 error_r) < 0)
 		return -1;
 
@@ -602,6 +655,8 @@ int index_msg_get(struct store *st, int64_t folder_id, uint32_t uid, struct msg_
 	row->score = sqlite3_column_double(q, 9);
 	row->learned = col_strdup(q, 10);
 	row->keywords = col_strdup(q, 11);
+	row->msgkey = col_strdup(q, 12);
+	row->sender = col_strdup(q, 13);
 	sqlite3_reset(q);
 	if (row->base == NULL) {
 		msg_row_free(row);
@@ -616,7 +671,9 @@ void msg_row_free(struct msg_row *row)
 	free(row->verdict);
 	free(row->learned);
 	free(row->keywords);
-	row->base = row->verdict = row->learned = row->keywords = NULL;
+	free(row->msgkey);
+	free(row->sender);
+	row->base = row->verdict = row->learned = row->keywords = row->msgkey = row->sender = NULL;
 }
 
 int index_msg_insert(struct store *st, int64_t folder_id, uint32_t uid, uint64_t modseq,
@@ -639,6 +696,10 @@ int index_msg_insert(struct store *st, int64_t folder_id, uint32_t uid, uint64_t
 	if (m->learned != NULL)
 		sqlite3_bind_text(q, 13, m->learned, -1, SQLITE_STATIC);
 	sqlite3_bind_text(q, 14, m->keywords != NULL ? m->keywords : "", -1, SQLITE_STATIC);
+	if (m->msgkey != NULL)
+		sqlite3_bind_text(q, 15, m->msgkey, -1, SQLITE_STATIC);
+	if (m->sender != NULL)
+		sqlite3_bind_text(q, 16, m->sender, -1, SQLITE_STATIC);
 	if (sqlite3_step(q) != SQLITE_ROW)
 		return index_fail(st, q, "message insert", error_r);
 	*uid_r = (uint32_t)sqlite3_column_int64(q, 0);

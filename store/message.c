@@ -11,6 +11,8 @@
  */
 #include "store/store-private.h"
 
+#include <openssl/evp.h>
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -36,6 +38,8 @@ struct store_tmp {
 	uint64_t size, lines;
 	int64_t mtime;
 	bool finished, failed;
+	EVP_MD_CTX *md;  /* the content hash, while writing */
+	char key[STORE_MSGKEY_SIZE];
 };
 
 int store_tmp_create(struct store *st, struct store_tmp **tmp_r, char **error_r)
@@ -55,6 +59,9 @@ int store_tmp_create(struct store *st, struct store_tmp **tmp_r, char **error_r)
 		return -1;
 	}
 	tmp->buf = xmalloc(TMP_BUF_SIZE);
+	tmp->md = EVP_MD_CTX_new();
+	if (tmp->md == NULL || EVP_DigestInit_ex(tmp->md, EVP_sha256(), NULL) != 1)
+		log_fatalx(NULL, "store: cannot set up SHA-256");
 	*tmp_r = tmp;
 	return 0;
 }
@@ -82,6 +89,7 @@ int store_tmp_write(struct store_tmp *tmp, const void *data, size_t len, char **
 	for (const char *p = data, *end = p + len; (p = memchr(p, '\n', (size_t)(end - p))); p++)
 		tmp->lines++;
 	tmp->size += len;
+	EVP_DigestUpdate(tmp->md, data, len);
 	if (tmp->buflen + len > TMP_BUF_SIZE) {
 		if (tmp_flush(tmp, error_r) < 0)
 			return -1;
@@ -132,6 +140,10 @@ int store_tmp_finish(struct store_tmp *tmp, char **error_r)
 	tmp->buf = NULL;
 	tmp->base = xasprintf("%s,S=%llu,W=%llu", tmp->name, (unsigned long long)tmp->size,
 			      (unsigned long long)(tmp->size + tmp->lines));
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned mdlen = 0;
+	EVP_DigestFinal_ex(tmp->md, md, &mdlen);
+	msgkey_format(md, mdlen, tmp->key);
 	tmp->finished = true;
 	return 0;
 }
@@ -150,6 +162,7 @@ void store_tmp_free(struct store_tmp **tmpp)
 	free(tmp->name);
 	free(tmp->base);
 	free(tmp->buf);
+	EVP_MD_CTX_free(tmp->md);
 	free(tmp);
 	*tmpp = NULL;
 }
@@ -209,7 +222,12 @@ int store_deliver(struct store *st, const char *folder, struct store_tmp *tmp,
 		.internaldate = meta->internaldate != 0 ? meta->internaldate : tmp->mtime,
 		.verdict = (char *)meta->verdict,
 		.score = meta->score,
+		.msgkey = tmp->key,
+		.sender = (char *)meta->sender,
 	};
+	char sender[STORE_ADDRESS_MAX];
+	if (m.sender == NULL && msg_sender_of_file(tmp->path, sender, sizeof(sender)))
+		m.sender = sender;
 	char *fdir = folder_dir(st, folder_row.name);
 	char *fname = maildir_file_name(m.base, m.in_new, m.flags, "");
 	/* A retry after a failed index step finds the name already linked
@@ -232,10 +250,35 @@ int store_deliver(struct store *st, const char *folder, struct store_tmp *tmp,
 	ret = -1;
 	if (index_op_begin(st, error_r) < 0)
 		goto done;
-	if (index_bump_uid(st, folder_row.id, &uid, &modseq, error_r) < 0 ||
-	    index_msg_insert(st, folder_row.id, uid, modseq, &m, &got, error_r) < 0) {
+	/* A message given back without a verdict (IMAP APPEND of a copy, as
+	 * some clients move mail between folders) keeps the one it was
+	 * delivered with. */
+	char *verdict = NULL;
+	if (m.verdict == NULL && msgkey_verdict(st, m.msgkey, &verdict, &m.score, error_r) < 0) {
 		index_op_rollback(st);
 		goto done;
+	}
+	if (verdict != NULL)
+		m.verdict = verdict;
+	if (index_bump_uid(st, folder_row.id, &uid, &modseq, error_r) < 0 ||
+	    index_msg_insert(st, folder_row.id, uid, modseq, &m, &got, error_r) < 0) {
+		free(verdict);
+		index_op_rollback(st);
+		goto done;
+	}
+	free(verdict);
+	if (meta->autolearn != STORE_LEARN_NONE) {
+		sqlite3_stmt *q = index_stmt(st, STMT_TRAIN_AUTO);
+		sqlite3_bind_text(q, 1, m.msgkey, -1, SQLITE_STATIC);
+		sqlite3_bind_int(q, 2, meta->autolearn);
+		sqlite3_bind_int64(q, 3, train_stamp());
+		sqlite3_bind_int(q, 4, STORE_TRAIN_AUTO_MAX);
+		if (sqlite3_step(q) != SQLITE_DONE) {
+			index_fail(st, q, "autolearn", error_r);
+			index_op_rollback(st);
+			goto done;
+		}
+		sqlite3_reset(q);
 	}
 	if (index_op_commit(st, error_r) < 0)
 		goto done;
@@ -269,7 +312,7 @@ int store_append(struct store *st, const char *folder, const void *data, size_t 
 
 struct msg_item {
 	struct store_msg m;
-	char *verdict;
+	char *verdict, *msgkey, *sender, *learned;
 	char *base;
 	char *keywords;
 	bool in_new;
@@ -298,6 +341,12 @@ static void item_read(sqlite3_stmt *q, struct msg_item *it)
 	s = sqlite3_column_text(q, 11);
 	it->keywords = xstrdup(s ? (const char *)s : "");
 	it->m.keywords = it->keywords;
+	s = sqlite3_column_text(q, 12);
+	it->m.msgkey = it->msgkey = s ? xstrdup((const char *)s) : NULL;
+	s = sqlite3_column_text(q, 13);
+	it->m.sender = it->sender = s ? xstrdup((const char *)s) : NULL;
+	s = sqlite3_column_text(q, 14);
+	it->m.learned = it->learned = s ? xstrdup((const char *)s) : NULL;
 }
 
 /* Call back for the items read (the statement is no longer running, so
@@ -315,6 +364,9 @@ static int items_emit(struct msg_item *items, size_t n, const char *fdir, int re
 		free(it->base);
 		free(it->verdict);
 		free(it->keywords);
+		free(it->msgkey);
+		free(it->sender);
+		free(it->learned);
 	}
 	return ret;
 }
@@ -798,6 +850,11 @@ static int copy_msg(struct store *st, const char *folder, uint32_t uid, const ch
 	struct msg_row m = row;
 	m.base = base;
 	m.keywords = kw;
+	char sender[STORE_ADDRESS_MAX], key[STORE_MSGKEY_SIZE];
+	if (m.sender == NULL && msg_sender_of_file(from, sender, sizeof(sender)))
+		m.sender = sender;
+	if (m.msgkey == NULL && msgkey_of_file(from, key))
+		m.msgkey = key;
 	memcpy(m.xflags, xflags, sizeof(m.xflags));
 	uint32_t new_uid, got;
 	uint64_t modseq;

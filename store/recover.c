@@ -294,6 +294,15 @@ static int add_files(struct scan *sc, char **error_r)
 		};
 		str_copy(m.xflags, f->in_new ? "" : f->name.xflags, sizeof(m.xflags));
 		m.keywords = kw_from_letters(sc->map, "", m.xflags);
+		/* What a delivery records: the content key and the From
+		 * address (the Whitelist and Blacklist entries). */
+		char *path = xasprintf("%s/%s/%s", sc->dir, f->in_new ? "new" : "cur", f->fname);
+		char key[STORE_MSGKEY_SIZE], sender[STORE_ADDRESS_MAX];
+		if (msgkey_of_file(path, key))
+			m.msgkey = key;
+		if (msg_sender_of_file(path, sender, sizeof(sender)))
+			m.sender = sender;
+		free(path);
 		uint32_t uid, got;
 		uint64_t modseq;
 		int r = index_bump_uid(sc->st, sc->folder_id, &uid, &modseq, error_r);

@@ -10,6 +10,7 @@
  *              flags and keywords, copy/move/expunge
  *   keywords.c IMAP keywords: validation, the dovecot-keywords letters
  *   sync.c     batches, \Recent, the MIME cache
+ *   lists.c    whitelist and blacklist, training records, message keys
  *
  * Locking: every change to the index, and every rename/unlink of a message
  * file that the index knows, happens inside one BEGIN IMMEDIATE
@@ -28,7 +29,7 @@
 #include <sqlite3.h>
 #include <sys/types.h>
 
-#define STORE_SCHEMA_VERSION 2
+#define STORE_SCHEMA_VERSION 3
 #define STORE_BUSY_TIMEOUT_MS 10000
 #define STORE_CACHE_KB "512"    /* SQLite page cache per open store */
 /* A MIME cache write waits at most this long for the write lock. */
@@ -87,6 +88,24 @@ enum store_stmt {
 	STMT_CACHE_GET,
 	STMT_CACHE_SET,
 	STMT_CACHE_COPY,
+	STMT_FOLDER_NAME,
+	STMT_LIST_ADD,
+	STMT_LIST_DEL,
+	STMT_LIST_ALL,
+	STMT_LIST_MATCH,
+	STMT_SENDER_MATCH,
+	STMT_SENDER_ALL,
+	STMT_SENDER_MISSING,
+	STMT_MSG_SET_SENDER,
+	STMT_MSG_SET_KEY,
+	STMT_KEY_VERDICT,
+	STMT_KEY_FIND,
+	STMT_KEY_SET_LEARNED,
+	STMT_TRAIN_SET,
+	STMT_TRAIN_AUTO,
+	STMT_TRAIN_ALL,
+	STMT_TRAIN_DONE,
+	STMT_TRAIN_COUNT,
 	STMT_COUNT
 };
 
@@ -120,6 +139,8 @@ struct store {
 	sqlite3_stmt *stmt[STMT_COUNT];
 	char *fi_name;    /* store_folder_info's borrowed name */
 	bool fresh_index; /* index_open created the schema: recovery must run */
+	void *app;        /* store_set_app */
+	void (*app_free)(void *);
 	bool batch;       /* inside store_batch_begin .. store_batch_end */
 	bool batch_lost;  /* SQLite rolled the batch's transaction back */
 	struct batch_undo *undo;
@@ -158,6 +179,8 @@ struct msg_row {
 	double score;
 	char *learned;
 	char *keywords;    /* normalised keyword list, "" or NULL for none */
+	char *msgkey;      /* content hash (store_msg.msgkey), NULL: not known */
+	char *sender;      /* From address (store_msg.sender), NULL: not known */
 };
 
 /* ---------------------------------------------------------------- store.c */
@@ -184,6 +207,8 @@ int maildir_make(const char *dir, bool subfolder, char **error_r);
 int index_open(struct store *st, char **error_r);
 int index_reopen(struct store *st, char **error_r);
 void index_close(struct store *st);
+/* Run SQL without results (set-up, pragmas).  0 or -1. */
+int index_exec(struct store *st, const char *sql, char **error_r);
 /* The prepared statement, reset and with its bindings cleared. */
 sqlite3_stmt *index_stmt(struct store *st, enum store_stmt which);
 /* Error "index: WHAT: sqlite message"; resets q when not NULL; -1. */
@@ -281,6 +306,21 @@ void maildir_clean_tmp(const struct store *st, const char *tmpdir);
 /* The recovery scan of store_open: folders on disk, files the index lacks,
  * rows whose file is gone, stale tmp/ files.  0 or -1. */
 int store_recover(struct store *st, char **error_r);
+
+/* ---------------------------------------------------------------- lists.c */
+
+/* Hex of the first 16 octets of md (n >= 16) into key. */
+void msgkey_format(const unsigned char *md, unsigned n, char key[STORE_MSGKEY_SIZE]);
+/* The content key of a file; false when it cannot be read. */
+bool msgkey_of_file(const char *path, char key[STORE_MSGKEY_SIZE]);
+/* The From address of a message file (its first 64 KiB); false when none. */
+bool msg_sender_of_file(const char *path, char *out, size_t size);
+/* The next queued-time of a training job (microseconds, increasing). */
+int64_t train_stamp(void);
+/* The verdict and score of another copy of a message (inside a
+ * transaction): *verdict_r malloc'd, or NULL when no copy has one. */
+int msgkey_verdict(struct store *st, const char *msgkey, char **verdict_r, double *score_r,
+		   char **error_r);
 
 /* ------------------------------------------------------------- keywords.c */
 

@@ -453,6 +453,8 @@ void store_close(struct store **stp)
 		index_rollback(st);
 		batch_abort(st);
 	}
+	if (st->app_free != NULL)
+		st->app_free(st->app);
 	index_close(st);
 	kwcache_free(st);
 	free(st->root);
@@ -471,4 +473,17 @@ const char *store_root(const struct store *st)
 const char *store_user(const struct store *st)
 {
 	return st->user;
+}
+
+void store_set_app(struct store *st, void *app, void (*app_free)(void *))
+{
+	if (st->app_free != NULL && st->app != app)
+		st->app_free(st->app);
+	st->app = app;
+	st->app_free = app_free;
+}
+
+void *store_app(const struct store *st)
+{
+	return st->app;
 }

@@ -64,15 +64,33 @@ struct store_msg {
 	double score;
 	const char *path;          /* absolute path of the file (borrowed) */
 	const char *keywords;      /* IMAP keywords, space-separated, "" when none (borrowed) */
+	const char *msgkey;        /* content key (copies share it), or NULL (borrowed) */
+	const char *sender;        /* From address, lower case, or NULL (borrowed) */
+	const char *learned;       /* what the classifier learned it as: "spam", "ham", NULL */
 };
 
 /* Per-message facts recorded at delivery. */
 struct store_meta {
 	int64_t internaldate;      /* 0 = now */
 	unsigned flags;
-	const char *verdict;       /* e.g. "inbox", "junk"; NULL = none */
+	const char *verdict;       /* e.g. "inbox", "junk"; NULL = none (a copy of a
+				    * message already in the store keeps its verdict) */
 	double score;
+	const char *sender;        /* From address (store_from_address); NULL: read
+				    * from the message */
+	int autolearn;             /* enum store_learn: a training job queued with the
+				    * delivery (the filter's own clear verdicts), unless
+				    * one is queued for the message already */
 };
+
+/* A message's content key: the first 128 bits of the SHA-256 of its
+ * bytes in the store, in hex.  Copies (COPY, MOVE, or the same bytes
+ * given back by APPEND) share it. */
+#define STORE_MSGKEY_SIZE 33
+/* The classifier's database (rules.h bayes_open) of a user, in the store
+ * root, and the site-wide one, in DATA_DIR. */
+#define STORE_BAYES_FILE "bayes.sqlite"
+#define STORE_ADDRESS_MAX 320
 
 /* Open (creating when needed) the store of addr, a valid normalised
  * address (user_address_valid()).  Creates the special folders, opens the
@@ -98,6 +116,11 @@ void store_suspend(struct store *st);
 int store_resume(struct store *st, char **error_r);
 const char *store_root(const struct store *st);
 const char *store_user(const struct store *st);
+/* Data of the caller's that lives as long as the handle (a program that
+ * keeps stores open, keeping other per-user handles with them): freed by
+ * store_close, or when replaced, with app_free. */
+void store_set_app(struct store *st, void *app, void (*app_free)(void *));
+void *store_app(const struct store *st);
 
 /* Folder names are '/'-separated, UTF-8 (no control characters), no empty
  * component, no "." or ".." component, no component starting with '.', at
@@ -243,5 +266,79 @@ int store_msg_cache_get(struct store *st, const char *folder, uint32_t uid, char
 			char **body_r, char **bodystructure_r, char **error_r);
 int store_msg_cache_set(struct store *st, const char *folder, uint32_t uid, const char *envelope,
 			const char *body, const char *bodystructure, char **error_r);
+
+/* ------------------------------------------------ lists and training */
+
+/* A user's whitelist and blacklist (DESIGN.md "Filtering semantics").
+ * Entries are "local@domain" or "@domain", lower case.  They come from
+ * two places: mailctl (the lists table) and the messages in the
+ * Whitelist and Blacklist folders (each message's From address is an
+ * entry while the message is there: expunging or moving out the last
+ * message of a sender removes it). */
+enum store_list_kind { STORE_WHITE = 1, STORE_BLACK = 2 };
+#define STORE_FROM_MAILCTL 1u
+#define STORE_FROM_FOLDER 2u
+const char *store_list_name(enum store_list_kind kind); /* "white", "black" */
+/* Bring an entry into its one form (lower case; "@domain" or
+ * "local@domain", domain with at least one dot or a single label, no
+ * spaces or controls).  False when it is not one. */
+bool store_list_entry_normalize(const char *in, char *out, size_t size);
+/* The first mailbox address of a From field value (lower case), as a
+ * mail reader shows it.  False when there is none. */
+bool store_from_address(const char *value, char *out, size_t size);
+/* mailctl's entries.  add: 1 added, 0 there already; del: 1 deleted,
+ * 0 not a mailctl entry. */
+int store_list_add(struct store *st, enum store_list_kind kind, const char *entry, char **error_r);
+int store_list_del(struct store *st, enum store_list_kind kind, const char *entry, char **error_r);
+struct store_list_entry {
+	enum store_list_kind kind;
+	const char *entry;
+	unsigned sources;          /* STORE_FROM_* */
+	unsigned messages;         /* of the folder, for STORE_FROM_FOLDER */
+};
+/* Every entry, white then black, sorted; cb non-zero stops (returned). */
+int store_list_each(struct store *st, int (*cb)(const struct store_list_entry *e, void *arg),
+		    void *arg, char **error_r);
+/* The list a sender address is on: 1 with *kind_r and the entry that
+ * matched (an address entry beats a domain entry; on both lists at the
+ * same level, the blacklist wins), 0 on neither. */
+int store_list_match(struct store *st, const char *addr, enum store_list_kind *kind_r,
+		     char *entry_r, size_t size, char **error_r);
+
+/* Training records: what a message (its content key) should be learned
+ * as, queued in the transaction that moved it and applied afterwards
+ * (imapd, mailctl), so that no learning is lost to a crash in between.
+ * The values are those of rules.h's enum bayes_class. */
+enum store_learn { STORE_LEARN_NONE = 0, STORE_LEARN_SPAM = 1, STORE_LEARN_HAM = 2 };
+int store_train_queue(struct store *st, const char *msgkey, enum store_learn want,
+		      char **error_r);
+struct store_train_job {
+	char *msgkey;
+	enum store_learn want;
+	int64_t queued;
+};
+/* At most max queued jobs, oldest first (malloc'd array; free with
+ * store_train_jobs_free). */
+int store_train_pending(struct store *st, size_t max, struct store_train_job **jobs_r,
+			size_t *n_r, char **error_r);
+void store_train_jobs_free(struct store_train_job *jobs, size_t n);
+/* The job is applied: remove it (unless it was queued again since) and
+ * record the outcome on every copy of the message. */
+int store_train_done(struct store *st, const struct store_train_job *job, char **error_r);
+/* Jobs beyond this many are not queued by deliveries (autolearn): a user
+ * who never logs in does not grow the queue for ever. */
+#define STORE_TRAIN_AUTO_MAX 10000
+/* How many jobs wait. */
+int store_train_count(struct store *st, uint64_t *n_r, char **error_r);
+/* Where a copy of the message with this key is: 1 (*folder_r malloc'd,
+ * *uid_r), 0 none. */
+int store_msgkey_find(struct store *st, const char *msgkey, char **folder_r, uint32_t *uid_r,
+		      char **error_r);
+/* The content key of a message, computed from its file (and recorded)
+ * when the index does not know it yet.  0 or -1. */
+int store_msgkey_get(struct store *st, const char *folder, uint32_t uid,
+		     char key_r[STORE_MSGKEY_SIZE], char **error_r);
+/* The content key of message bytes (as the store would write them). */
+void store_msgkey_of(const void *data, size_t len, char key_r[STORE_MSGKEY_SIZE]);
 
 #endif

@@ -59,13 +59,28 @@ static const struct command commands[] = {
 	  "rules check [PATH]     load and compile the rules (rules_dir, or PATH: a directory or a\n"
 	  "                       file); print errors and warnings with FILE:LINE; exit 1 on errors\n" },
 	{ "score", cmd_score,
-	  "score [-v] < MESSAGE   the rule verdict filterd would give the message (every rule that\n"
-	  "                       hits with its score, the total and the folder); the store is not\n"
-	  "                       touched; no DNS checks (they need the SMTP session)\n" },
+	  "score [-v] [--user USER] < MESSAGE\n"
+	  "                       the rule verdict filterd would give the message (every rule that\n"
+	  "                       hits with its score, the total and the folder); with --user, also\n"
+	  "                       USER's classifier and lists; the store is not changed; no DNS\n"
+	  "                       checks (they need the SMTP session)\n" },
 	{ "log", cmd_log,
 	  "log ID [FILE...]       the log lines of a queue id (a refusal's \"reference\"), from the\n"
 	  "                       files given or standard input\n" },
-	/* later: list show|add|del, learn */
+	{ "list", cmd_list,
+	  "list show USER         a user's whitelist and blacklist, and where each entry comes\n"
+	  "                       from (mailctl, or messages in the Whitelist/Blacklist folder)\n"
+	  "list add|del USER white|black ADDRESS-or-@DOMAIN\n"
+	  "                       add or remove an entry\n" },
+	{ "learn", cmd_learn,
+	  "learn spam|ham|forget USER|--site [FILE|DIR|MBOX...]\n"
+	  "                       teach USER's classifier (and the site's, with bayes_learn_site)\n"
+	  "                       the message on standard input, or files, Maildirs (cur/ new/)\n"
+	  "                       and mbox files; --site: the site-wide classifier only; a message\n"
+	  "                       learned before is moved to the new class, never counted twice\n" },
+	{ "bayes", cmd_bayes,
+	  "bayes [USER]           what the classifiers have learned: messages of each class and\n"
+	  "                       tokens, for USER and for the site, and moves not yet learned\n" },
 };
 
 int errmsg(const char *fmt, ...)

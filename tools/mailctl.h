@@ -26,4 +26,9 @@ int cmd_rules(struct mailctl *m, int argc, char **argv);
 int cmd_score(struct mailctl *m, int argc, char **argv);
 int cmd_log(struct mailctl *m, int argc, char **argv);
 
+/* train.c */
+int cmd_list(struct mailctl *m, int argc, char **argv);
+int cmd_learn(struct mailctl *m, int argc, char **argv);
+int cmd_bayes(struct mailctl *m, int argc, char **argv);
+
 #endif

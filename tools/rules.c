@@ -7,6 +7,8 @@
  */
 #include "tools/mailctl.h"
 #include "rules/rules.h"
+#include "common/mime.h"
+#include "store/store.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -96,12 +98,84 @@ static int read_message(struct buf *msg)
 	return ferror(stdin) ? -1 : 0;
 }
 
+/* What USER's lists and classifier say of the message (score --user). */
+struct user_view {
+	bool bayes_done;
+	double p;
+	const char *which;
+	int list;                    /* enum store_list_kind, 0: none */
+	char entry[STORE_ADDRESS_MAX];
+	char from[STORE_ADDRESS_MAX];
+};
+
+static int user_view(struct mailctl *m, const char *user, const struct buf *msg,
+		     struct msgview *mv, struct user_view *uv)
+{
+	char addr[STORE_ADDRESS_MAX], *err = NULL;
+	if (!user_address_normalize(user, addr, sizeof(addr)))
+		return errmsg("invalid address %s", log_str(user));
+	struct store *st = NULL;
+	if (store_open(m->cfg->data_dir, addr, &st, &err) < 0) {
+		errmsg("%s", err);
+		free(err);
+		return -1;
+	}
+	struct buf from;
+	buf_init(&from, 1u << 20);
+	if (mime_header_field(msg->data ? msg->data : "", msg->len, "From", &from) &&
+	    store_from_address(from.data, uv->from, sizeof(uv->from))) {
+		enum store_list_kind k;
+		int r = store_list_match(st, uv->from, &k, uv->entry, sizeof(uv->entry), &err);
+		if (r < 0) {
+			errmsg("%s", err);
+			free(err);
+			err = NULL;
+		}
+		if (r > 0)
+			uv->list = (int)k;
+	}
+	buf_free(&from);
+	int ret = 0;
+	if (m->cfg->bayes) {
+		struct bayes_db *udb = NULL, *sdb = NULL;
+		char *up = xasprintf("%s/%s", store_root(st), STORE_BAYES_FILE);
+		char *sp = xasprintf("%s/%s", m->cfg->data_dir, STORE_BAYES_FILE);
+		struct bayes_tokens *t = bayes_tokenize(mv);
+		if (bayes_open(up, 0, &udb, &err) < 0 || bayes_open(sp, 0, &sdb, &err) < 0) {
+			ret = errmsg("%s", err);
+			free(err);
+		} else {
+			int r = bayes_classify(udb, sdb, (uint64_t)m->cfg->bayes_min_learned, t, &uv->p,
+					       &uv->which, &err);
+			if (r < 0) {
+				ret = errmsg("%s", err);
+				free(err);
+			}
+			uv->bayes_done = r > 0;
+		}
+		bayes_tokens_free(&t);
+		bayes_close(&udb);
+		bayes_close(&sdb);
+		free(up);
+		free(sp);
+	}
+	store_close(&st);
+	return ret < 0 ? -1 : 0;
+}
+
 int cmd_score(struct mailctl *m, int argc, char **argv)
 {
-	bool verbose = argc == 2 && strcmp(argv[1], "-v") == 0;
-	if (argc > 2 || (argc == 2 && !verbose))
-		return usage_error("score: [-v] expected, the message on standard input");
-	const char *path = rules_path(m, 1, argv, 1);
+	bool verbose = false;
+	const char *user = NULL;
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "-v") == 0)
+			verbose = true;
+		else if (strcmp(argv[i], "--user") == 0 && i + 1 < argc)
+			user = argv[++i];
+		else
+			return usage_error("score: [-v] [--user USER] expected, the message on standard input");
+	}
+	const char *path = rules_path(m, 1, argv, argc);
 	if (path == NULL)
 		return EXIT_ERROR;
 	struct ruleset *rs = NULL;
@@ -124,8 +198,17 @@ int cmd_score(struct mailctl *m, int argc, char **argv)
 		return errmsg("reading the message: %s", strerror(errno));
 	}
 	struct msgview *mv = msgview_new(msg.data ? msg.data : "", msg.len);
+	struct user_view uv = { 0 };
+	if (user != NULL && user_view(m, user, &msg, mv, &uv) < 0) {
+		msgview_free(&mv);
+		buf_free(&msg);
+		ruleset_free(&rs);
+		return EXIT_ERROR;
+	}
+	struct rules_scan *sc = ruleset_scan(rs, mv);
 	struct rules_result r;
-	ruleset_match(rs, mv, &r);
+	ruleset_finish(rs, sc, uv.bayes_done ? uv.p : -1, &r);
+	rules_scan_free(&sc);
 	struct buf tests;
 	buf_init(&tests, 1u << 20);
 	for (size_t i = 0; i < r.n; i++) {
@@ -139,6 +222,22 @@ int cmd_score(struct mailctl *m, int argc, char **argv)
 	const char *folder = r.score >= cfg->reject_score ? "refused (550 5.7.1)"
 			     : r.score >= cfg->junk_score ? "Junk"
 							  : "INBOX";
+	if (user != NULL) {
+		if (uv.bayes_done)
+			printf("classifier: spam probability %.4f (%s database)\n", uv.p, uv.which);
+		else if (cfg->bayes)
+			printf("classifier: no verdict (fewer than %lld messages of each class learned)\n",
+			       (long long)cfg->bayes_min_learned);
+		if (uv.list == STORE_BLACK) {
+			printf("lists: %s is on %s's blacklist (%s)\n", uv.from, user, uv.entry);
+			if (r.score < cfg->reject_score)
+				folder = "Junk";
+		} else if (uv.list == STORE_WHITE) {
+			printf("lists: %s is on %s's whitelist (%s): INBOX when filterd finds the From "
+			       "domain authenticated (DMARC, or aligned SPF/DKIM pass), which needs the "
+			       "SMTP session\n", uv.from, user, uv.entry);
+		}
+	}
 	printf("score=%.1f required=%.1f -> %s\n", r.score, cfg->junk_score, folder);
 	printf("X-Spam-Status: %s, score=%.1f required=%.1f tests=%s\n",
 	       r.score >= cfg->junk_score ? "Yes" : "No", r.score, cfg->junk_score,

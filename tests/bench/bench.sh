@@ -339,6 +339,30 @@ if [ "${BENCH_RULES:-1}" != 0 ]; then
 	fi
 fi
 
+# ------------------------------------------------------------- classifier
+
+# tests/bench/bayesbench.c: learning, tokenizing and classifying, on the
+# corpus when it is there (else synthetic mail), then again on a database
+# padded to a million tokens.  BENCH_BAYES=0 skips it.
+if [ "${BENCH_BAYES:-1}" != 0 ]; then
+	BAYESBENCH_BIN=${BAYESBENCH_BIN:-$top/build/tests/bench/bayesbench}
+	corpus=${BENCH_CORPUS:-$top/../shared/corpus}
+	echo
+	if [ -d "$corpus/ham" ] && [ -d "$corpus/spam" ]; then
+		set -- "$corpus/ham" "$corpus/spam"
+	else
+		set -- -n 2000
+	fi
+	fill=1000000
+	[ "$QUICK" = 1 ] && fill=100000
+	if [ -x "$BAYESBENCH_BIN" ]; then
+		TMPDIR=$dir "$BAYESBENCH_BIN" -f "$fill" "$@" || failed=1
+	else
+		echo "bench: $BAYESBENCH_BIN is missing (make bench builds it)" >&2
+		failed=1
+	fi
+fi
+
 # ------------------------------------------------------------- IMAP
 
 # imapd, by tests/bench/imapbench.sh (its own imapd, store and report; see

@@ -2222,11 +2222,12 @@ static void test_migrate_v1(void **state)
 	store_close(&st);
 
 	assert_int_equal(sqlite3_open(dbpath, &db), SQLITE_OK);
-	assert_int_equal(sql_int(db, "PRAGMA user_version"), 2);
+	assert_int_equal(sql_int(db, "PRAGMA user_version"), 3);
 	assert_int_equal(sql_int(db, "SELECT count(*) FROM sqlite_master WHERE name IN"
-				     " ('msgcache', 'messages_modseq', 'messages_keywords')"), 3);
+				     " ('msgcache', 'messages_modseq', 'messages_keywords', 'lists',"
+				     " 'training', 'messages_msgkey', 'messages_sender')"), 7);
 	assert_int_equal(sqlite3_close(db), SQLITE_OK);
-	/* and it opens again as version 2 without migrating twice */
+	/* and it opens again as version 3 without migrating twice */
 	st = open_ok(fx, USER);
 	assert_int_equal(info_ok(st, "INBOX").messages, 3);
 	store_close(&st);
@@ -2242,7 +2243,7 @@ static void test_migrate_v1(void **state)
 	free(f2);
 }
 
-/* A new database: version 2 directly. */
+/* A new database: version 3 directly. */
 static void test_schema_new(void **state)
 {
 	struct fixture *fx = *state;
@@ -2251,9 +2252,11 @@ static void test_schema_new(void **state)
 	char *dbpath = xasprintf("%s/index.sqlite", fx->root);
 	sqlite3 *db;
 	assert_int_equal(sqlite3_open(dbpath, &db), SQLITE_OK);
-	assert_int_equal(sql_int(db, "PRAGMA user_version"), 2);
+	assert_int_equal(sql_int(db, "PRAGMA user_version"), 3);
 	assert_int_equal(sql_int(db, "SELECT count(*) FROM pragma_table_info('folders')"
 				     " WHERE name = 'recent'"), 1);
+	assert_int_equal(sql_int(db, "SELECT count(*) FROM pragma_table_info('messages')"
+				     " WHERE name IN ('msgkey', 'sender')"), 2);
 	assert_int_equal(sql_int(db, "SELECT count(*) FROM sqlite_master WHERE name IN"
 				     " ('msgcache', 'messages_modseq', 'messages_keywords')"), 3);
 	assert_int_equal(sqlite3_close(db), SQLITE_OK);
