@@ -6,7 +6,8 @@
  *    adds (Received, Return-Path, Authentication-Results, X-Spam-*,
  *    X-RBL-Status) change nothing; sorted, unique, capped
  *  - learning: idempotent, moving spam -> ham, forgetting without the
- *    message, counts never negative, batches, two handles on one file
+ *    message, counts never negative, batches, two handles on one file,
+ *    processes creating and learning into one new file at once
  *  - classifying: spammy > 0.9, hammy < 0.1 after synthetic training;
  *    the min_learned fallback from user to site to no verdict; chi2q on
  *    known values
@@ -23,6 +24,7 @@
 
 #include <dirent.h>
 #include <sqlite3.h>
+#include <sys/wait.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -386,6 +388,49 @@ static void test_learn(void **state)
 	free(err);
 	free(junk);
 	free(path);
+}
+
+/* Two processes create the same new file at once and learn into it,
+ * each through its own handle: nothing is lost, nothing fails. */
+static void test_concurrent(void **state)
+{
+	(void)state;
+	enum { KIDS = 3, EACH = 60 };
+	pid_t pid[KIDS];
+	for (int k = 0; k < KIDS; k++) {
+		pid[k] = fork();
+		assert_true(pid[k] >= 0);
+		if (pid[k] > 0)
+			continue;
+		char *path = db_path("conc.db"), *err = NULL;
+		struct bayes_db *db = NULL;
+		int bad = bayes_open(path, BAYES_CREATE, &db, &err) != 1;
+		for (int i = 0; i < EACH && !bad; i++) {
+			int64_t h[3] = { 1000, 2000 + k, 3000 + i * KIDS + k };
+			struct bayes_tokens *t = bayes_tokens_from(h, 3);
+			char key[32];
+			snprintf(key, sizeof(key), "k%d-%d", k, i);
+			bad = bayes_learn(db, key, k == 0 ? BAYES_SPAM : BAYES_HAM, t, &err) != 1;
+			bayes_tokens_free(&t);
+		}
+		if (bad)
+			fprintf(stderr, "child %d: %s\n", k, err ? err : "?");
+		bayes_close(&db);
+		_exit(bad);
+	}
+	for (int k = 0; k < KIDS; k++) {
+		int st;
+		assert_int_equal(waitpid(pid[k], &st, 0), pid[k]);
+		assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	}
+	struct bayes_db *db = open_db("conc.db");
+	struct bayes_stats st = stats(db);
+	assert_true(st.nspam == EACH && st.nham == (KIDS - 1) * EACH);
+	assert_int_equal(st.ntokens, 1 + KIDS + KIDS * EACH);
+	int64_t s, h;
+	raw_counts("conc.db", 1000, &s, &h);
+	assert_true(s == EACH && h == (KIDS - 1) * EACH);
+	bayes_close(&db);
 }
 
 /* ------------------------------------------------------------ classifying */
@@ -790,6 +835,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_tokens),
 		cmocka_unit_test(test_learn),
+		cmocka_unit_test(test_concurrent),
 		cmocka_unit_test(test_classify),
 		cmocka_unit_test(test_chi2),
 		cmocka_unit_test(test_check_bayes_parse),
