@@ -49,6 +49,11 @@ int64_t clock_real_us(void);
 
 /* Write all of buf, retrying on EINTR and short writes.  0 or -1 (errno). */
 int write_full(int fd, const void *buf, size_t len);
+/* sqlwal.c: PRAGMA journal_mode=WAL, retried for timeout_ms while another
+ * handle holds the lock.  0, or -1 with *why_r (valid until the next call
+ * on db). */
+struct sqlite3;
+int sqlite_set_wal(struct sqlite3 *db, int timeout_ms, const char **why_r);
 /* Open the directory and fsync it.  0 or -1 (errno). */
 int fsync_dir(const char *path);
 /* mkdir -p; 0 or -1 (errno). */

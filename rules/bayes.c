@@ -189,29 +189,6 @@ static void rollback(struct bayes_db *db)
 
 /* ------------------------------------------------------------ open */
 
-/* A fresh database switches to WAL under an exclusive lock: another
- * handle opening the same new file at that moment makes it fail with
- * SQLITE_BUSY despite the busy timeout, so try again for a while. */
-static int set_wal(struct bayes_db *db, char **error_r)
-{
-	for (int tries = 0;; tries++) {
-		sqlite3_stmt *q;
-		if (sqlite3_prepare_v2(db->db, "PRAGMA journal_mode=WAL", -1, &q, NULL) != SQLITE_OK)
-			return db_fail(db, NULL, "journal_mode", error_r);
-		int rc = sqlite3_step(q);
-		bool wal = rc == SQLITE_ROW &&
-			   strcmp((const char *)sqlite3_column_text(q, 0), "wal") == 0;
-		sqlite3_finalize(q);
-		if (wal)
-			return 0;
-		if ((rc & 0xff) != SQLITE_BUSY && (rc & 0xff) != SQLITE_LOCKED && rc != SQLITE_ROW)
-			return db_fail(db, NULL, "journal_mode=WAL", error_r);
-		if (tries >= BAYES_BUSY_TIMEOUT_MS / 10)
-			return set_error(error_r, "bayes %s: cannot switch to WAL mode", db->path);
-		usleep(10000);
-	}
-}
-
 static int schema_setup(struct bayes_db *db, char **error_r)
 {
 	if (step_done(db, BS_BEGIN, error_r) < 0)
@@ -246,6 +223,14 @@ static int schema_setup(struct bayes_db *db, char **error_r)
 fail:
 	rollback(db);
 	return -1;
+}
+
+static int set_wal(struct bayes_db *db, char **error_r)
+{
+	const char *why = NULL;
+	if (sqlite_set_wal(db->db, BAYES_BUSY_TIMEOUT_MS, &why) == 0)
+		return 0;
+	return set_error(error_r, "bayes %s: journal_mode=WAL: %s", db->path, why);
 }
 
 int bayes_open(const char *path, unsigned flags, struct bayes_db **db_r, char **error_r)

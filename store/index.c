@@ -238,29 +238,6 @@ int index_exec(struct store *st, const char *sql, char **error_r)
 	return 0;
 }
 
-/* Switching a fresh database to WAL needs an exclusive lock; another store
- * opening the same new database at the same moment can make it fail with
- * SQLITE_BUSY even though a busy timeout is set. */
-static int set_wal(struct store *st, char **error_r)
-{
-	for (int tries = 0;; tries++) {
-		sqlite3_stmt *q;
-		if (sqlite3_prepare_v2(st->db, "PRAGMA journal_mode=WAL", -1, &q, NULL) != SQLITE_OK)
-			return index_fail(st, NULL, "journal_mode", error_r);
-		int rc = sqlite3_step(q);
-		bool wal = rc == SQLITE_ROW &&
-			   strcmp((const char *)sqlite3_column_text(q, 0), "wal") == 0;
-		sqlite3_finalize(q);
-		if (wal)
-			return 0;
-		if ((rc & 0xff) != SQLITE_BUSY && (rc & 0xff) != SQLITE_LOCKED && rc != SQLITE_ROW)
-			return index_fail(st, NULL, "journal_mode=WAL", error_r);
-		if (tries >= STORE_BUSY_TIMEOUT_MS / 10)
-			return store_error(error_r, "index %s: cannot switch to WAL mode", st->root);
-		usleep(10000);
-	}
-}
-
 static int schema_setup(struct store *st, char **error_r)
 {
 	if (index_begin(st, error_r) < 0)
@@ -313,6 +290,14 @@ int index_open(struct store *st, char **error_r)
 int index_reopen(struct store *st, char **error_r)
 {
 	return index_open_ex(st, false, error_r);
+}
+
+static int set_wal(struct store *st, char **error_r)
+{
+	const char *why = NULL;
+	if (sqlite_set_wal(st->db, STORE_BUSY_TIMEOUT_MS, &why) == 0)
+		return 0;
+	return store_error(error_r, "index %s: journal_mode=WAL: %s", st->root, why);
 }
 
 static int index_open_ex(struct store *st, bool setup, char **error_r)
