@@ -16,14 +16,14 @@ PYTHON  ?= /usr/bin/python3
 # Debian packages the build, the tests and the demo need.
 DEB_PKGS = gcc make pkg-config libssl-dev libsqlite3-dev libcmocka-dev libcrypt-dev \
 	   libgmime-3.0-dev libunbound-dev libspf2-dev libopendkim-dev libopendmarc-dev \
-	   libpcre2-dev publicsuffix python3-dkim python3-nacl spamassassin dnsmasq-base openssl python3 python3-pytest swaks curl procps isync mutt tmux
+	   libpcre2-dev libvectorscan-dev publicsuffix python3-dkim python3-nacl spamassassin dnsmasq-base openssl python3 python3-pytest swaks curl procps isync mutt tmux
 
-PKGS     = openssl sqlite3 gmime-3.0 opendkim libpcre2-8
+PKGS     = openssl sqlite3 gmime-3.0 opendkim libpcre2-8 libhs
 OPTFLAGS ?= -O2
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 CFLAGS_ALL = -std=c17 -D_GNU_SOURCE -g $(OPTFLAGS) -Wall -Wextra -Werror -pthread -I. \
 	     -fno-strict-aliasing $(PKG_CFLAGS) $(SANFLAGS) $(CFLAGS)
-LDLIBS_ALL = $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lssl -lcrypto -lsqlite3 -lgmime-3.0 -lgobject-2.0 -lglib-2.0 -lopendkim -lpcre2-8) \
+LDLIBS_ALL = $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lssl -lcrypto -lsqlite3 -lgmime-3.0 -lgobject-2.0 -lglib-2.0 -lopendkim -lpcre2-8 -lhs) \
 	     -lspf2 -lopendmarc -lunbound -lcrypt -pthread $(SANFLAGS) $(LDFLAGS)
 TEST_LIBS  = $(shell pkg-config --libs cmocka 2>/dev/null || echo -lcmocka)
 

@@ -53,6 +53,10 @@ static int load_rules(const struct config *cfg, struct checks *ck, char **error_
 	} else {
 		log_info(NULL, "rules: %zu rules from %s (%zu warnings)", ruleset_size(ck->rules),
 			 cfg->rules_dir, rep.warnings);
+		/* Seconds for thousands of rules: in a thread of its own, so
+		 * that neither the start nor a reload waits; mail is scored by
+		 * PCRE2 alone until it is ready (the same verdicts). */
+		ruleset_prefilter(ck->rules, true);
 	}
 	rules_report_free(&rep);
 	return r;

@@ -206,6 +206,7 @@ static void crule_free(struct crule *c)
 	free(c->if_unset);
 	free(c->file);
 	free(c->expr);
+	free(c->pattern);
 	pcre2_code_free(c->re);
 	meta_free(&c->meta);
 }
@@ -217,6 +218,7 @@ void ruleset_free(struct ruleset **rsp)
 		return;
 	for (size_t i = 0; i < rs->n; i++)
 		crule_free(&rs->v[i]);
+	prefilter_free(rs);
 	free(rs->v);
 	free(rs->meta_order);
 	free(rs);
@@ -275,6 +277,15 @@ static int compile_defs(struct rule_defs *defs, struct ruleset **out, struct rul
 				rules_diag_add(rep, d->file, d->line, true, "%s: bad pattern: %s", d->name,
 					       err);
 				rc = -1;
+			} else {
+				uint32_t all = 0;
+				pcre2_pattern_info(c->re, PCRE2_INFO_ALLOPTIONS, &all);
+				c->pattern = xstrdup(d->pattern ? d->pattern : "");
+				c->utf = (all & PCRE2_UTF) != 0;
+				c->caseless = (opt & PCRE2_CASELESS) != 0;
+				c->multiline = (opt & PCRE2_MULTILINE) != 0;
+				c->dotall = (opt & PCRE2_DOTALL) != 0;
+				c->extended = (opt & PCRE2_EXTENDED) != 0;
 			}
 		}
 	}

@@ -18,7 +18,12 @@
  * PCRE2 runs with limits (match, depth, heap, and a bounded JIT stack):
  * a pattern that would backtrack for ever on a hostile message stops at
  * the limit, is logged, and counts as not matched.  The match data,
- * match context and JIT stack are per thread, made on first use.  All
+ * match context, JIT stack and vectorscan scratch are per thread, made
+ * on first use.
+ *
+ * Before the rules run, the vectorscan prefilter (prefilter.c) scans
+ * each text once for all the rules of that text it holds; a rule it
+ * holds that is not a candidate cannot match and is not run in PCRE2.  All
  * the rules of one message share a time budget (MESSAGE_BUDGET_MS): past
  * it, the rules not yet run are skipped and the message is logged.
  */
@@ -40,6 +45,8 @@ struct tstate {
 	pcre2_match_data *md;
 	pcre2_match_context *mc;
 	pcre2_jit_stack *js;
+	void *hs;                 /* vectorscan scratch, NULL until needed */
+	uint64_t hs_gen;          /* the rule set it was last made to fit */
 };
 
 static pthread_key_t tkey;
@@ -51,6 +58,7 @@ static void tstate_free(void *p)
 	pcre2_match_data_free(t->md);
 	pcre2_match_context_free(t->mc);
 	pcre2_jit_stack_free(t->js);
+	prefilter_scratch_free(t->hs);
 	free(t);
 }
 
@@ -143,11 +151,67 @@ static unsigned run_lines(const struct crule *c, const struct lines *l, unsigned
 	return hits;
 }
 
-static unsigned run_rule(const struct crule *c, struct msgview *mv, struct subjects *sj,
-			 struct tstate *t, unsigned *limits, bool *limited)
+/* Run the prefilter over every text it has rules for: cand[i] = 1 for
+ * each rule i that may match.  NULL when the rule set has no prefilter
+ * (then every rule runs). */
+static unsigned char *prefilter_run(const struct ruleset *rs, const struct pf_set *set,
+				    struct msgview *mv, struct subjects *sj, struct tstate *t)
+{
+	if (set == NULL)
+		return NULL;
+	if (!prefilter_scratch(set, &t->hs, &t->hs_gen)) {
+		log_warnx(NULL, "rules: out of memory for the vectorscan scratch; "
+			  "every rule runs in PCRE2");
+		return NULL;
+	}
+	unsigned char *cand = xcalloc(rs->n, 1);
+	for (size_t g = 0; g < prefilter_groups(set); g++) {
+		enum rule_type type;
+		const char *header;
+		enum hdr_mod mod;
+		prefilter_group(set, g, &type, &header, &mod);
+		const struct lines *l = NULL;
+		switch (type) {
+		case RT_HEADER: {
+			bool present;
+			const char *v = msgview_header(mv, header, mod, &present);
+			prefilter_scan(set, g, v, strlen(v), t->hs, cand);
+			break;
+		}
+		case RT_BODY:
+			l = lines_get(&sj->body, mv, msgview_body);
+			break;
+		case RT_RAWBODY:
+			l = lines_get(&sj->rawbody, mv, msgview_rawbody);
+			break;
+		case RT_URI:
+			l = lines_get(&sj->uris, mv, msgview_uris);
+			break;
+		case RT_FULL: {
+			size_t len;
+			const char *full = msgview_full(mv, &len);
+			prefilter_scan(set, g, full, len, t->hs, cand);
+			break;
+		}
+		case RT_META:
+		case RT_BAYES:
+			break;
+		}
+		for (size_t i = 0; l && i < l->n; i++)
+			prefilter_scan(set, g, l->v[i], l->len[i], t->hs, cand);
+	}
+	return cand;
+}
+
+/* The hits of one regex rule; maybe false: the prefilter found that it
+ * cannot match. */
+static unsigned run_rule(const struct crule *c, bool maybe, struct msgview *mv,
+			 struct subjects *sj, struct tstate *t, unsigned *limits, bool *limited)
 {
 	unsigned max = (c->tflags & RTF_MULTIPLE) ? (c->maxhits ? c->maxhits : MULTIPLE_MAX) : 1;
 	size_t len;
+	if (!maybe)
+		return c->type == RT_HEADER && c->negate ? 1 : 0;
 	switch (c->type) {
 	case RT_HEADER: {
 		bool present = false;
@@ -198,6 +262,8 @@ struct rules_scan *ruleset_scan(const struct ruleset *rs, struct msgview *mv)
 	int64_t deadline = clock_mono_ms() + MESSAGE_BUDGET_MS;
 	const struct crule *first_limited = NULL;
 	size_t skipped = 0;
+	const struct pf_set *set = prefilter_get(rs);
+	unsigned char *cand = prefilter_run(rs, set, mv, &sj, t);
 	for (size_t i = 0; i < rs->n; i++) {
 		const struct crule *c = &rs->v[i];
 		if (!c->needed || c->type == RT_META || c->type == RT_BAYES)
@@ -207,7 +273,8 @@ struct rules_scan *ruleset_scan(const struct ruleset *rs, struct msgview *mv)
 			continue;
 		}
 		bool limited = false;
-		sc->counts[i] = run_rule(c, mv, &sj, t, &sc->limits, &limited);
+		bool maybe = cand == NULL || cand[i] || !prefilter_holds(set, i);
+		sc->counts[i] = run_rule(c, maybe, mv, &sj, t, &sc->limits, &limited);
 		if (limited) {
 			/* The rule counts as not matched, whatever it found
 			 * before the limit. */
@@ -225,6 +292,7 @@ struct rules_scan *ruleset_scan(const struct ruleset *rs, struct msgview *mv)
 		log_warnx(NULL, "rules: the message took over %d ms; %zu rules not run", MESSAGE_BUDGET_MS,
 			  skipped);
 	sc->skipped = skipped;
+	free(cand);
 	free(sj.body.len);
 	free(sj.rawbody.len);
 	free(sj.uris.len);

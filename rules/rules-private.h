@@ -15,6 +15,8 @@
  *   diag.c     the load report (errors and warnings with FILE:LINE)
  *   compile.c  rule_def -> compiled rules (PCRE2 + JIT), ruleset_load,
  *              the built-in check_bayes bands
+ *   prefilter.c  vectorscan databases over the regex rules that read the
+ *              same text: one scan gives the rules PCRE2 must run
  *   match.c    ruleset_scan/finish/match: per-thread match data, limits,
  *              check_bayes, meta, scores
  *   tokens.c   the tokens of a message for the classifier
@@ -208,6 +210,8 @@ struct crule {
 	bool exists, negate;
 	char *if_unset;
 	pcre2_code *re;           /* regex rules (NULL for exists: and metas) */
+	char *pattern;            /* ... its source, and how PCRE2 compiled it: */
+	bool utf, caseless, multiline, dotall, extended;
 	char *expr;               /* metas: the source */
 	struct meta_expr *meta;
 	double bayes_lo, bayes_hi; /* check_bayes */
@@ -220,7 +224,36 @@ struct ruleset {
 	size_t nmeta;
 	size_t nneeded;
 	bool has_bayes;           /* a needed check_bayes rule */
+	struct pf_set *pfs;       /* the prefilter once built (atomic: prefilter_get) */
+	struct pf_job *pfjob;     /* its build (prefilter.c) */
 };
+
+/* ------------------------------------------------------------ prefilter.c */
+
+/* ruleset_prefilter groups the needed regex rules by the text they
+ * read and compiles each group into vectorscan databases, now or in a
+ * thread of its own; the set is published when complete.  ruleset_free
+ * calls prefilter_free (a build still running finishes alone and frees
+ * itself). */
+struct pf_set;
+void prefilter_free(struct ruleset *rs);
+/* The published prefilter, NULL while there is none (every rule runs). */
+const struct pf_set *prefilter_get(const struct ruleset *rs);
+/* The groups, and the text each reads (header and mod: header groups). */
+size_t prefilter_groups(const struct pf_set *set);
+void prefilter_group(const struct pf_set *set, size_t g, enum rule_type *type, const char **header,
+		     enum hdr_mod *mod);
+/* Whether rule (an index of rs->v) is in one of the databases: if so, a
+ * rule the scan did not mark cannot match. */
+bool prefilter_holds(const struct pf_set *set, size_t rule);
+/* Make *scratch (an hs_scratch_t, NULL at first) fit every database of
+ * set; *gen remembers the set it fits.  False when out of memory. */
+bool prefilter_scratch(const struct pf_set *set, void **scratch, uint64_t *gen);
+void prefilter_scratch_free(void *scratch);
+/* Scan one text of group g: cand[i] = 1 for each rule i that may match
+ * it.  False when the scan failed (every rule of g is then marked). */
+bool prefilter_scan(const struct pf_set *set, size_t g, const char *s, size_t len, void *scratch,
+		    unsigned char *cand);
 
 /* --------------------------------------------------------------- tokens.c */
 

@@ -47,6 +47,17 @@ int ruleset_load(const char *dir, struct ruleset **rs, struct rules_report *rep)
 int ruleset_load_file(const char *path, struct ruleset **rs, struct rules_report *rep);
 void ruleset_free(struct ruleset **rs);
 size_t ruleset_size(const struct ruleset *rs); /* rules that can score or feed a meta */
+/* Build the vectorscan prefilter of rs (one scan of each text tells
+ * which rules PCRE2 must run; the verdict is the same with or without
+ * it): now, returning when it is built, or in a thread of its own
+ * (background), the rules working meanwhile without it.  Building takes
+ * seconds for thousands of rules: filterd builds in the background, a
+ * tool scoring one message need not build at all.  Once per rule set;
+ * before sharing rs between threads. */
+void ruleset_prefilter(struct ruleset *rs, bool background);
+/* How many rules the prefilter holds (the others always run in PCRE2);
+ * 0 until it is built. */
+size_t ruleset_prefiltered(const struct ruleset *rs);
 
 /* ------------------------------------------------------------ view */
 

@@ -4,6 +4,12 @@
  *   rulesbench -r RULES [-j JUNK] [-t THREADS] [-n ROUNDS] [-v] HAM_DIR SPAM_DIR
  *   rulesbench -r RULES -S COUNT      (synthetic messages, when there is no corpus)
  *
+ * The vectorscan prefilter is built before the run (prefilter_ms); -P
+ * runs every rule in PCRE2 alone, without it; -C scores
+ * each message both ways and reports every message whose rule hits or
+ * score differ (the prefilter must never change a verdict), exit 1 if
+ * any does.
+ *
  * Loads RULES (a rules directory or one file) as filterd does, reads every
  * file of the two directories into memory (an mbox "From " first line is
  * skipped by the message view), then scores each message ROUNDS times
@@ -36,8 +42,12 @@ struct msg {
 };
 
 static struct msg *msgs;
+static bool nspam_given;          /* real ham and spam directories */
 static size_t nmsgs;
 static struct ruleset *rs;
+static struct ruleset *rs_plain;  /* -C: the same rules without the prefilter */
+static size_t ndiffer;
+static char *bayes_path;          /* -b */
 static int rounds = 1;
 static size_t next_msg;
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
@@ -128,6 +138,12 @@ static void synthetic(size_t count)
 static void *worker(void *arg)
 {
 	(void)arg;
+	struct bayes_db *db = NULL;
+	char *err = NULL;
+	if (bayes_path && bayes_open(bayes_path, 0, &db, &err) != 1) {
+		fprintf(stderr, "rulesbench: %s: %s\n", bayes_path, err ? err : "missing");
+		exit(1);
+	}
 	for (;;) {
 		pthread_mutex_lock(&lock);
 		size_t i = next_msg++;
@@ -137,7 +153,44 @@ static void *worker(void *arg)
 		struct msg *m = &msgs[i % nmsgs];
 		struct msgview *mv = msgview_new(m->data, m->len);
 		struct rules_result r;
-		ruleset_match(rs, mv, &r);
+		if (db) {
+			struct rules_scan *sc = ruleset_scan(rs, mv);
+			struct bayes_tokens *t = bayes_tokenize(mv);
+			double p = -1;
+			char *err = NULL;
+			if (bayes_classify(db, NULL, 1, t, &p, NULL, &err) < 0) {
+				fprintf(stderr, "rulesbench: classify: %s\n", err);
+				exit(1);
+			}
+			ruleset_finish(rs, sc, p, &r);
+			bayes_tokens_free(&t);
+			rules_scan_free(&sc);
+		} else {
+			ruleset_match(rs, mv, &r);
+		}
+		if (rs_plain && i < nmsgs) {
+			struct rules_result p;
+			ruleset_match(rs_plain, mv, &p);
+			bool same = p.n == r.n && p.score == r.score;
+			for (size_t k = 0; same && k < r.n; k++)
+				same = strcmp(p.v[k].name, r.v[k].name) == 0 && p.v[k].count == r.v[k].count;
+			if (!same) {
+				pthread_mutex_lock(&lock);
+				ndiffer++;
+				printf("differs: #%zu: prefilter %.2f (%zu hits), PCRE2 alone %.2f (%zu hits):",
+				       i, r.score, r.n, p.score, p.n);
+				for (size_t k = 0; k < p.n; k++) {
+					size_t j = 0;
+					while (j < r.n && strcmp(p.v[k].name, r.v[j].name) != 0)
+						j++;
+					if (j == r.n || r.v[j].count != p.v[k].count)
+						printf(" %s", p.v[k].name);
+				}
+				printf("\n");
+				pthread_mutex_unlock(&lock);
+			}
+			rules_result_free(&p);
+		}
 		if (i < nmsgs) {
 			struct buf t;
 			buf_init(&t, 1u << 20);
@@ -149,7 +202,61 @@ static void *worker(void *arg)
 		rules_result_free(&r);
 		msgview_free(&mv);
 	}
+	bayes_close(&db);
 	return NULL;
+}
+
+/* -b: a classifier database that has learned every message. */
+static void teach_all(void)
+{
+	const char *tmp = getenv("TMPDIR");
+	char *dir = xasprintf("%s/rulesbench.XXXXXX", tmp && *tmp ? tmp : "/tmp");
+	if (mkdtemp(dir) == NULL) {
+		fprintf(stderr, "rulesbench: mkdtemp %s failed\n", dir);
+		exit(1);
+	}
+	bayes_path = xasprintf("%s/bayes.sqlite", dir);
+	free(dir);
+	struct bayes_db *db = NULL;
+	char *err = NULL;
+	if (bayes_open(bayes_path, BAYES_CREATE, &db, &err) != 1 || bayes_batch_begin(db, &err) < 0) {
+		fprintf(stderr, "rulesbench: %s: %s\n", bayes_path, err ? err : "?");
+		exit(1);
+	}
+	for (size_t i = 0; i < nmsgs; i++) {
+		struct msgview *mv = msgview_new(msgs[i].data, msgs[i].len);
+		struct bayes_tokens *t = bayes_tokenize(mv);
+		char key[32];
+		snprintf(key, sizeof(key), "m%zu", i);
+		/* Synthetic mail is all one kind: every other one is spam. */
+		bool spam = nspam_given ? msgs[i].spam : i % 2 == 1;
+		if (bayes_learn(db, key, spam ? BAYES_SPAM : BAYES_HAM, t, &err) < 0) {
+			fprintf(stderr, "rulesbench: learn: %s\n", err);
+			exit(1);
+		}
+		bayes_tokens_free(&t);
+		msgview_free(&mv);
+	}
+	if (bayes_batch_end(db, &err) < 0) {
+		fprintf(stderr, "rulesbench: %s: %s\n", bayes_path, err);
+		exit(1);
+	}
+	bayes_close(&db);
+}
+
+static void teach_cleanup(void)
+{
+	if (bayes_path == NULL)
+		return;
+	char *side[] = { "", "-wal", "-shm" };
+	for (size_t i = 0; i < 3; i++) {
+		char *f = xasprintf("%s%s", bayes_path, side[i]);
+		unlink(f);
+		free(f);
+	}
+	char *slash = strrchr(bayes_path, '/');
+	*slash = '\0';
+	rmdir(bayes_path);
 }
 
 struct count {
@@ -191,8 +298,8 @@ int main(int argc, char **argv)
 	double junk = 5.0;
 	int threads = 2, c;
 	long synth = 0;
-	bool verbose = false;
-	while ((c = getopt(argc, argv, "r:j:t:n:S:v")) != -1) {
+	bool verbose = false, plain = false, compare = false, classify = false;
+	while ((c = getopt(argc, argv, "r:j:t:n:S:vPCb")) != -1) {
 		switch (c) {
 		case 'r': rules = optarg; break;
 		case 'j': junk = atof(optarg); break;
@@ -200,18 +307,21 @@ int main(int argc, char **argv)
 		case 'n': rounds = atoi(optarg); break;
 		case 'S': synth = atol(optarg); break;
 		case 'v': verbose = true; break;
+		case 'P': plain = true; break;
+		case 'C': compare = true; break;
+		case 'b': classify = true; break;
 		default: goto usage;
 		}
 	}
 	if (rules == NULL || threads < 1 || threads > 64 || rounds < 1 ||
 	    (synth == 0 && argc - optind != 2) || (synth > 0 && argc != optind))
 		goto usage;
-	log_open("rulesbench", LOG_LVL_ERR, NULL);
+	log_open("rulesbench", LOG_LVL_INFO, NULL);
 	double t0 = now_s();
 	struct rules_report rep = { 0 };
 	int lr = strstr(rules, ".rules") || strstr(rules, ".cf") ? ruleset_load_file(rules, &rs, &rep)
 								  : ruleset_load(rules, &rs, &rep);
-	double tload = now_s() - t0;
+	double tload = now_s() - t0, tpf = 0;
 	if (lr < 0) {
 		struct buf out;
 		buf_init(&out, 64u << 20);
@@ -220,15 +330,31 @@ int main(int argc, char **argv)
 		fprintf(stderr, "rulesbench: %s: %zu errors\n", rules, rep.errors);
 		return 1;
 	}
+	if (!plain) {
+		t0 = now_s();
+		ruleset_prefilter(rs, false);
+		tpf = now_s() - t0;
+	}
+	if (compare) {
+		struct rules_report rep2 = { 0 };
+		if (strstr(rules, ".rules") || strstr(rules, ".cf"))
+			ruleset_load_file(rules, &rs_plain, &rep2);
+		else
+			ruleset_load(rules, &rs_plain, &rep2);
+		rules_report_free(&rep2);
+	}
 	if (synth > 0) {
 		synthetic((size_t)synth);
 	} else {
 		read_dir(argv[optind], false);
 		read_dir(argv[optind + 1], true);
+		nspam_given = true;
 	}
 	size_t bytes = 0;
 	for (size_t i = 0; i < nmsgs; i++)
 		bytes += msgs[i].len;
+	if (classify)
+		teach_all();
 	pthread_t tid[64];
 	t0 = now_s();
 	for (int i = 0; i < threads; i++)
@@ -237,8 +363,11 @@ int main(int argc, char **argv)
 		pthread_join(tid[i], NULL);
 	double secs = now_s() - t0;
 	double mb = (double)bytes * rounds / 1e6;
-	printf("rules=%zu warnings=%zu load_ms=%.0f msgs=%zu mb=%.1f secs=%.2f msgs_s=%.0f mb_s=%.1f\n",
-	       ruleset_size(rs), rep.warnings, tload * 1000, nmsgs * (size_t)rounds, mb, secs,
+	printf("rules=%zu prefiltered=%zu%s warnings=%zu load_ms=%.0f prefilter_ms=%.0f msgs=%zu "
+	       "mb=%.1f secs=%.2f msgs_s=%.0f mb_s=%.1f\n",
+	       ruleset_size(rs), ruleset_prefiltered(rs), classify ? " classifier=yes" : "",
+	       rep.warnings, tload * 1000, tpf * 1000,
+	       nmsgs * (size_t)rounds, mb, secs,
 	       (double)nmsgs * rounds / secs, mb / secs);
 	if (synth == 0) {
 		size_t ham = 0, spam = 0, hj = 0, sj = 0;
@@ -267,11 +396,16 @@ int main(int argc, char **argv)
 				printf("%-32s %6u %6u\n", cv[k].name, cv[k].ham, cv[k].spam);
 		}
 	}
+	if (compare)
+		printf("compare: %zu of %zu messages differ with the prefilter\n", ndiffer, nmsgs);
+	teach_cleanup();
 	ruleset_free(&rs);
+	ruleset_free(&rs_plain);
 	rules_report_free(&rep);
-	return 0;
+	return ndiffer ? 1 : 0;
 usage:
-	fprintf(stderr, "usage: rulesbench -r RULES [-j JUNK] [-t THREADS] [-n ROUNDS] [-v] HAM_DIR SPAM_DIR\n"
-			"       rulesbench -r RULES -S COUNT\n");
+	fprintf(stderr, "usage: rulesbench -r RULES [-j JUNK] [-t THREADS] [-n ROUNDS] [-v] [-b] [-P|-C] "
+			"HAM_DIR SPAM_DIR\n"
+			"       rulesbench -r RULES [-b] [-P|-C] -S COUNT\n");
 	return 2;
 }

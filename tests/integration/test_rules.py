@@ -311,6 +311,16 @@ def test_stock_spamassassin_rules(tls_cert):
             assert {"DEAR_FRIEND", "US_DOLLARS_3", "RISK_FREE"} <= tests, tests
             assert any(t.startswith("ADVANCE_FEE") for t in tests), tests
             assert folder == "Junk" and score >= 5
+            # Once the vectorscan prefilter is built (in a thread of its
+            # own), the same message gets the same verdict.
+            m = g.wait_log(r"vectorscan prefilter ready in \d+ ms: (\d+) of (\d+) regex rules",
+                           timeout=300)
+            assert int(m.group(1)) > 500, m.group(0)
+            s2 = uniq("URGENT BUSINESS ASSISTANCE")
+            code, text = send(g, message(s2, body=body))
+            assert code == 250, (code, text)
+            folder2, score2, tests2, _ = verdict_of(g, s2)
+            assert (folder2, score2, tests2) == (folder, score, tests)
         finally:
             g.cleanup()
     finally:
@@ -344,6 +354,17 @@ def test_shipped_rules(tls_cert):
         folder, score, tests, _ = verdict_of(g, s)
         assert folder == "Junk" and score >= 10, (score, tests)
         assert {"URI_IP_HOST", "HTML_ONLY", "TO_UNDISCLOSED"} <= tests, tests
+        # The same with the vectorscan prefilter built.
+        m = g.wait_log(r"vectorscan prefilter ready in \d+ ms: (\d+) of (\d+) regex rules",
+                       timeout=300)
+        assert int(m.group(1)) > 100, m.group(0)
+        s2 = s + " again"
+        with g.smtp() as c:
+            c.ehlo("client.test")
+            c.mail("deals8472@bulk.example")
+            c.rcpt(RCPT)
+            assert c.data(spam.replace(s.encode(), s2.encode()))[0] == 250
+        assert verdict_of(g, s2)[:3] == (folder, score, tests)
         s = "Re: meeting on thursday " + uuid.uuid4().hex[:6]
         ham = (f"From: Alice <alice@sender.test>\r\nTo: Bob <{RCPT}>\r\nSubject: {s}\r\n"
                "Date: Wed, 02 Dec 2026 10:00:00 +0000\r\n"
