@@ -49,30 +49,45 @@ def load(dirname):
 
 
 def deliver(gw, msgs, cls, tag):
-    """Send each message; returns [(qid or None, outcome)] in order."""
+    """Send each message; returns [(qid or None, outcome)] in order.
+
+    filterd closes a session after 20 refusals (as Postfix's
+    smtpd_hard_error_limit does), so a message whose MAIL meets a closed
+    connection is sent again on a new one."""
     results = []
-    s = smtplib.SMTP(gw.host, gw.port, timeout=60)
-    s.ehlo("eval.test")
+
+    def connect():
+        c = smtplib.SMTP(gw.host, gw.port, timeout=60)
+        c.ehlo("eval.test")
+        return c
+
+    s = connect()
     for i, m in enumerate(msgs):
         sender = f"{tag}-{cls}-{i}@eval.test"
-        try:
-            s.mail(sender)
-            s.rcpt(USER)
-            code, text = s.data(m)
-            if code != 250:
-                results.append((None, "refused" if code == 550 else f"error {code}"))
+        for attempt in range(2):
+            try:
+                s.mail(sender)
+                s.rcpt(USER)
+                code, text = s.data(m)
+                if code != 250:
+                    results.append((None, "refused" if code == 550 else f"error {code} {text!r}"))
+                    break
+            except smtplib.SMTPDataError as e:
+                results.append((None, "refused" if e.smtp_code == 550
+                                else f"error {e.smtp_code} {e.smtp_error!r}"))
+                try:
+                    s.rset()
+                except smtplib.SMTPServerDisconnected:
+                    s = connect()
+                break
+            except smtplib.SMTPServerDisconnected:
+                s = connect()
+                if attempt == 1:
+                    results.append((None, "error: disconnected"))
                 continue
-        except smtplib.SMTPDataError as e:
-            results.append((None, "refused" if e.smtp_code == 550 else f"error {e.smtp_code}"))
-            s.rset()
-            continue
-        except smtplib.SMTPServerDisconnected:
-            s = smtplib.SMTP(gw.host, gw.port, timeout=60)
-            s.ehlo("eval.test")
-            results.append((None, "error"))
-            continue
-        q = re.search(rb"queued as (\S+)", text)
-        results.append((q.group(1).decode() if q else None, "delivered"))
+            q = re.search(rb"queued as (\S+)", text)
+            results.append((q.group(1).decode() if q else None, "delivered"))
+            break
     s.quit()
     return results
 
@@ -93,6 +108,7 @@ def outcome(results, where):
             counts[where[qid] if where[qid] in counts else "other"] += 1
         else:
             counts["other"] += 1
+            print(f"  not delivered: {o}")
     return counts
 
 

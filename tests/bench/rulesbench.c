@@ -28,7 +28,8 @@
  * (spam caught, ham at or above JUNK, the classifier's p in bands; with
  * -v each miss); -D FILE appends a line per held-out message (index,
  * class, score without the classifier, p, score) for fitting the BAYES_
- * band scores:
+ * band scores; -A SCORE learns only the ham scored at most SCORE by the
+ * rules (what autolearning and users teach: tests/bench/learneval.py):
  *
  *   for k in 0 1 2 3 4; do rulesbench -r rules.d -H 5:$k -D held.tsv HAM SPAM; done
  */
@@ -62,6 +63,7 @@ static size_t ndiffer;
 static char *bayes_path;          /* -b */
 static size_t hold_n, hold_k;     /* -H N:K: message i is held out when i % N == K */
 static const char *dump_path;     /* -D: the held-out messages' scores, for fitting */
+static double autolearn_ham = -1; /* -A: ham above this score is not learned */
 static int rounds = 1;
 static size_t next_msg;
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
@@ -254,6 +256,18 @@ static void teach_all(void)
 		if (held_out(i))
 			continue;
 		struct msgview *mv = msgview_new(msgs[i].data, msgs[i].len);
+		if (autolearn_ham >= 0 && !msgs[i].spam) {
+			/* as users teach: ham the filter got right is learned only
+			 * when its score is clear (bayes_autolearn_ham) */
+			struct rules_result r;
+			ruleset_match(rs, mv, &r);
+			bool skip = r.score > autolearn_ham;
+			rules_result_free(&r);
+			if (skip) {
+				msgview_free(&mv);
+				continue;
+			}
+		}
 		struct bayes_tokens *t = bayes_tokenize(mv);
 		char key[32];
 		snprintf(key, sizeof(key), "m%zu", i);
@@ -371,7 +385,7 @@ int main(int argc, char **argv)
 	int threads = 2, c;
 	long synth = 0;
 	bool verbose = false, plain = false, compare = false, classify = false;
-	while ((c = getopt(argc, argv, "r:j:t:n:S:vPCbH:D:")) != -1) {
+	while ((c = getopt(argc, argv, "r:j:t:n:S:vPCbH:D:A:")) != -1) {
 		switch (c) {
 		case 'r': rules = optarg; break;
 		case 'j': junk = atof(optarg); break;
@@ -383,6 +397,7 @@ int main(int argc, char **argv)
 		case 'C': compare = true; break;
 		case 'b': classify = true; break;
 		case 'D': dump_path = optarg; break;
+		case 'A': autolearn_ham = atof(optarg); break;
 		case 'H':
 			if (sscanf(optarg, "%zu:%zu", &hold_n, &hold_k) != 2 || hold_n < 2 || hold_k >= hold_n)
 				goto usage;
@@ -484,7 +499,7 @@ int main(int argc, char **argv)
 	rules_report_free(&rep);
 	return ndiffer ? 1 : 0;
 usage:
-	fprintf(stderr, "usage: rulesbench -r RULES [-j JUNK] [-t THREADS] [-n ROUNDS] [-v] [-b] [-H N:K [-D FILE]] [-P|-C] "
+	fprintf(stderr, "usage: rulesbench -r RULES [-j JUNK] [-t THREADS] [-n ROUNDS] [-v] [-b] [-H N:K [-D FILE] [-A SCORE]] [-P|-C] "
 			"HAM_DIR SPAM_DIR\n"
 			"       rulesbench -r RULES [-b] [-P|-C] -S COUNT\n");
 	return 2;
