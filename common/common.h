@@ -236,6 +236,7 @@ struct config {
 	/* The classifier and training (filterd, imapd, mailctl) */
 	int64_t bayes;               /* 0/1: classify with the users' and site's databases */
 	int64_t bayes_min_learned;   /* of each class before a database gives verdicts */
+	int64_t bayes_max_learned;   /* messages a database keeps (expiry), 0 no limit */
 	int64_t bayes_learn_site;    /* 0/1: training also teaches the site-wide database */
 	int64_t bayes_autolearn;     /* 0/1: clear verdicts teach the recipient's classifier */
 	double bayes_autolearn_ham;  /* score (without BAYES_ rules) at or below: learn ham */

@@ -150,6 +150,9 @@ static const struct ckey ckeys[] = {
 	  "score with the Bayesian classifier (each user's database, else the site's)" },
 	{ "bayes_min_learned", CT_INT, OFF(bayes_min_learned), "200", 1, 1000000,
 	  "messages of each class a database must have learned before it gives verdicts" },
+	{ "bayes_max_learned", CT_INT, OFF(bayes_max_learned), "10000", 0, 100000000,
+	  "messages a classifier database keeps; past it each new one makes it forget the least "
+	  "recently learned (0: no limit)" },
 	{ "bayes_learn_site", CT_BOOL, OFF(bayes_learn_site), "yes", 0, 1,
 	  "what users teach by moving mail also teaches the site-wide database" },
 	{ "bayes_autolearn", CT_BOOL, OFF(bayes_autolearn), "yes", 0, 1,

@@ -212,6 +212,7 @@ static void autolearn_refused(const struct config *cfg, const struct tx_info *tx
 		}
 		free(path);
 	}
+	bayes_set_max_learned(site, (uint64_t)cfg->bayes_max_learned);
 	char *key = xasprintf("refused/%s", tx->qid);
 	if (bayes_learn(site, key, BAYES_SPAM, v->tokens, &err) < 0) {
 		log_warnx(tx->qid, "site classifier: %s", err);

@@ -187,6 +187,10 @@ bool mailbox_resolve(struct session *s, const char *set, bool uid, struct seqset
 bool train_want(const char *dest, const char *verdict, enum store_learn *want_r);
 void train_note(struct session *s, const char *dest, uint32_t uid);
 void train_flush(struct session *s);
+/* What train_flush does for any session of user (POP3's too): applies
+ * the queue for up to a few seconds; true when some is left. */
+bool train_apply(struct store *st, const char *user, const struct config *cfg,
+		 const char *data_dir, const char *sid);
 
 /* fetch.c, flags.c */
 void cmd_fetch(struct session *s, const struct imap_cmd *c, const struct imap_arg *args, size_t n,

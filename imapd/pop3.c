@@ -57,6 +57,8 @@ struct pop3 {
 	int64_t bad, commands;
 	int auth_failures;
 	struct buf line;
+	bool train_pending;      /* training queued (imapd/train.c): apply while idle */
+	int64_t train_checked;
 };
 
 static void reply(struct pop3 *p, const char *fmt, ...) PRINTFLIKE(2, 3);
@@ -115,6 +117,18 @@ static void maildrop_free(struct pop3 *p)
 }
 
 /* Lock and load INBOX.  Replies on failure; true when in TRANSACTION. */
+static void train_check(struct pop3 *p)
+{
+	uint64_t queued = 0;
+	char *err = NULL;
+	p->train_checked = clock_mono_ms();
+	if (store_train_count(p->store, &queued, &err) < 0) {
+		log_warnx(p->sid, "training: %s", err);
+		free(err);
+	}
+	p->train_pending = queued > 0;
+}
+
 static bool maildrop_open(struct pop3 *p, const char *addr)
 {
 	char *err = NULL;
@@ -162,6 +176,9 @@ static bool maildrop_open(struct pop3 *p, const char *addr)
 	log_info(p->sid, "pop3 login %s from %s%s: %zu messages", addr, p->ip,
 		 conn_is_tls(p->conn) ? " (TLS)" : "", p->n);
 	reply(p, "+OK Logged in, %zu messages (%llu octets)", p->n, (unsigned long long)total);
+	/* What deliveries queued for the classifier (autolearning) and what
+	 * IMAP moves left: a POP3-only user's classifier learns here. */
+	train_check(p);
 	return true;
 }
 
@@ -619,7 +636,17 @@ static void pop3_loop(struct pop3 *p)
 		buf_consume(in, consumed);
 		if (consumed)
 			continue; /* the tail of a too-long line: commands may follow */
-		/* Need more input: answer what we have (RFC 2449 PIPELINING). */
+		/* Need more input: answer what we have (RFC 2449 PIPELINING),
+		 * then learn what is queued (as an IMAP session does). */
+		if (p->store != NULL && !p->train_pending &&
+		    clock_mono_ms() - p->train_checked >= TRAIN_CHECK_MS)
+			train_check(p);
+		if (p->train_pending) {
+			if (conn_flush(p->conn, (int)p->cfg->pop3_timeout_ms) != CONN_OK)
+				return;
+			p->train_pending = train_apply(p->store, p->user, p->cfg, p->app->data_dir,
+						       p->sid);
+		}
 		enum daemon_wait w = daemon_read_more(p->app->d, &p->link, p->conn, (int)p->cfg->pop3_timeout_ms);
 		if (w == DAEMON_TIMEOUT) {
 			/* RFC 1939 3: the autologout timer; no UPDATE state. */

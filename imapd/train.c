@@ -17,7 +17,8 @@
  * (train_note); the learning itself (reading and tokenizing the message,
  * the classifier's counts) runs after the tagged reply, before the
  * session waits for the next command (train_flush), and again at the next
- * login for whatever a crash left queued.  The classifier keeps per
+ * login for whatever a crash left queued.  POP3 sessions apply the queue
+ * too (train_apply: deliveries' autolearning, moves made over IMAP).  The classifier keeps per
  * message key what it has learned, so learning is idempotent: moving
  * twice learns once, moving back unlearns.
  */
@@ -170,7 +171,7 @@ fail:
 	return false;
 }
 
-static int open_db(const char *path, struct bayes_db **db, const char *sid)
+static int open_db(const char *path, uint64_t max_learned, struct bayes_db **db, const char *sid)
 {
 	char *err = NULL;
 	if (bayes_open(path, BAYES_CREATE, db, &err) < 0) {
@@ -178,30 +179,46 @@ static int open_db(const char *path, struct bayes_db **db, const char *sid)
 		free(err);
 		return -1;
 	}
+	bayes_set_max_learned(*db, max_learned);
 	return 0;
 }
 
-/* One round: at most TRAIN_BATCH jobs.  Returns how many there were. */
-static size_t train_round(struct session *s);
+/* Whose queue a round works on: an IMAP or a POP3 session's user. */
+struct train_who {
+	struct store *store;
+	const char *user;
+	const char *data_dir;     /* the site database's */
+	bool learn_site;
+	uint64_t max_learned;     /* bayes_max_learned */
+	const char *sid;          /* for the log */
+};
 
-void train_flush(struct session *s)
+/* One round: at most TRAIN_BATCH jobs.  Returns how many there were. */
+static size_t train_round(const struct train_who *s);
+
+bool train_apply(struct store *st, const char *user, const struct config *cfg,
+		 const char *data_dir, const char *sid)
 {
-	if (s->store == NULL)
-		return;
-	s->train_pending = false;
+	if (st == NULL)
+		return false;
+	const struct train_who who = { st, user, data_dir, cfg->bayes_learn_site != 0,
+				       (uint64_t)cfg->bayes_max_learned, sid };
 	/* A long queue (a day of deliveries' autolearning, a MOVE of
 	 * thousands) is worked through in rounds; past the time budget the
 	 * rest waits for the next command. */
 	int64_t end = clock_mono_ms() + TRAIN_BUDGET_MS;
-	while (train_round(s) == TRAIN_BATCH) {
-		if (clock_mono_ms() >= end) {
-			s->train_pending = true;
-			return;
-		}
-	}
+	while (train_round(&who) == TRAIN_BATCH)
+		if (clock_mono_ms() >= end)
+			return true;
+	return false;
 }
 
-static size_t train_round(struct session *s)
+void train_flush(struct session *s)
+{
+	s->train_pending = train_apply(s->store, s->user, s->cfg, s->app->data_dir, s->sid);
+}
+
+static size_t train_round(const struct train_who *s)
 {
 	char *err = NULL;
 	struct store_train_job *jobs = NULL;
@@ -216,11 +233,11 @@ static size_t train_round(struct session *s)
 	int64_t start = clock_mono_ms();
 	struct bayes_db *user = NULL, *site = NULL;
 	char *upath = xasprintf("%s/%s", store_root(s->store), STORE_BAYES_FILE);
-	char *spath = xasprintf("%s/%s", s->app->data_dir, STORE_BAYES_FILE);
+	char *spath = xasprintf("%s/%s", s->data_dir, STORE_BAYES_FILE);
 	bool *ok = xcalloc(n, sizeof(*ok));
 	size_t ret = n, done = 0;
-	if (open_db(upath, &user, s->sid) < 0 ||
-	    (s->cfg->bayes_learn_site && open_db(spath, &site, s->sid) < 0)) {
+	if (open_db(upath, s->max_learned, &user, s->sid) < 0 ||
+	    (s->learn_site && open_db(spath, s->max_learned, &site, s->sid) < 0)) {
 		ret = 0; /* logged; the jobs wait for the next session */
 		goto out;
 	}

@@ -41,7 +41,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define BAYES_SCHEMA_VERSION 1
+#define BAYES_SCHEMA_VERSION 2
 #define BAYES_BUSY_TIMEOUT_MS 10000
 #define BAYES_CACHE_KB "2048"
 #define BAYES_MMAP_SIZE "268435456"      /* address space, not memory */
@@ -60,7 +60,10 @@ static const char schema_v1[] =
 	" key TEXT PRIMARY KEY,"
 	" class INTEGER NOT NULL CHECK (class IN (1, 2)),"
 	" tokens BLOB NOT NULL,"
-	" at INTEGER NOT NULL);";             /* when (seconds), for expiry some day */
+	" at INTEGER NOT NULL);";             /* when (seconds) last learned */
+
+/* Version 2: expiry takes the least recently learned first. */
+static const char schema_v2[] = "CREATE INDEX IF NOT EXISTS learned_at ON learned (at);";
 
 enum bstmt {
 	BS_BEGIN,
@@ -80,6 +83,7 @@ enum bstmt {
 	BS_TOK_DROP,
 	BS_TOK_GET,
 	BS_TOK_COUNT,
+	BS_LEARNED_OLDEST,
 	BS_COUNT
 };
 
@@ -109,6 +113,7 @@ static const char *const bstmt_sql[BS_COUNT] = {
 	[BS_TOK_DROP] = "DELETE FROM tokens WHERE h = ?1 AND spam + ?2 <= 0 AND ham + ?3 <= 0",
 	[BS_TOK_GET] = "SELECT spam, ham FROM tokens WHERE h = ?1",
 	[BS_TOK_COUNT] = "SELECT count(*) FROM tokens",
+	[BS_LEARNED_OLDEST] = "SELECT key FROM learned ORDER BY at, rowid LIMIT 1",
 };
 
 struct bayes_db {
@@ -116,6 +121,7 @@ struct bayes_db {
 	char *path;
 	sqlite3_stmt *stmt[BS_COUNT];
 	bool batch;               /* inside bayes_batch_begin/end */
+	uint64_t max_learned;     /* 0: no expiry */
 };
 
 /* ------------------------------------------------------------ errors */
@@ -209,14 +215,14 @@ static int schema_setup(struct bayes_db *db, char **error_r)
 			  db->path, version, BAYES_SCHEMA_VERSION);
 		goto fail;
 	}
-	if (version == 0) {
-		char *sql = xasprintf("%sPRAGMA user_version = %d;", schema_v1, BAYES_SCHEMA_VERSION);
+	if (version < BAYES_SCHEMA_VERSION) {
+		char *sql = xasprintf("%s%sPRAGMA user_version = %d;", version < 1 ? schema_v1 : "",
+				      schema_v2, BAYES_SCHEMA_VERSION);
 		int r = exec(db, sql, error_r);
 		free(sql);
 		if (r < 0)
 			goto fail;
 	}
-	/* Later versions: if (version < 2) { ALTER ... } */
 	if (step_done(db, BS_COMMIT, error_r) < 0)
 		goto fail;
 	return 0;
@@ -522,6 +528,58 @@ int bayes_learned(struct bayes_db *db, const char *key, enum bayes_class *cls_r,
 	return learned_get(db, key, cls_r, NULL, error_r);
 }
 
+void bayes_set_max_learned(struct bayes_db *db, uint64_t max)
+{
+	db->max_learned = max;
+}
+
+/* Past max_learned messages, forget the least recently learned ones, as
+ * if they were unlearned (their tokens' counts go down, tokens left with
+ * nothing go): the counts stay those of the messages kept.  At most two
+ * per new message, so that a learn costs about the same at the limit and
+ * a lowered limit is reached gradually. */
+static int expire(struct bayes_db *db, char **error_r)
+{
+	for (int k = 0; k < 2; k++) {
+		uint64_t nspam, nham;
+		if (vars_get(db, &nspam, &nham, error_r) < 0)
+			return -1;
+		if (nspam + nham <= db->max_learned)
+			return 0;
+		sqlite3_stmt *q = stmt(db, BS_LEARNED_OLDEST);
+		int rc = sqlite3_step(q);
+		if (rc == SQLITE_DONE) {
+			sqlite3_reset(q);
+			return 0;
+		}
+		if (rc != SQLITE_ROW)
+			return db_fail(db, q, "oldest learned", error_r);
+		char *key = xstrdup((const char *)sqlite3_column_text(q, 0));
+		sqlite3_reset(q);
+		enum bayes_class old;
+		struct bayes_tokens *kept = NULL;
+		int r = learned_get(db, key, &old, &kept, error_r);
+		if (r == 0)
+			r = tokens_apply(db, kept, old, NULL, BAYES_NONE, error_r);
+		if (r == 0) {
+			q = stmt(db, BS_VARS_ADD);
+			sqlite3_bind_int(q, 1, -(old == BAYES_SPAM));
+			sqlite3_bind_int(q, 2, -(old == BAYES_HAM));
+			if (sqlite3_step(q) != SQLITE_DONE)
+				r = db_fail(db, q, "vars update", error_r);
+			else
+				sqlite3_reset(q);
+		}
+		if (r == 0)
+			r = learned_set(db, key, BAYES_NONE, NULL, error_r);
+		bayes_tokens_free(&kept);
+		free(key);
+		if (r < 0)
+			return -1;
+	}
+	return 0;
+}
+
 int bayes_learn(struct bayes_db *db, const char *key, enum bayes_class cls,
 		const struct bayes_tokens *t, char **error_r)
 {
@@ -557,6 +615,8 @@ int bayes_learn(struct bayes_db *db, const char *key, enum bayes_class cls,
 	if (r == 0)
 		r = learned_set(db, key, cls, learn, error_r);
 	bayes_tokens_free(&kept);
+	if (r == 0 && old == BAYES_NONE && cls != BAYES_NONE && db->max_learned > 0)
+		r = expire(db, error_r);
 	if (r == 0)
 		return learn_commit(db, error_r) < 0 ? -1 : 1;
 	learn_rollback(db);
@@ -590,136 +650,6 @@ int bayes_batch_end(struct bayes_db *db, char **error_r)
 
 /* ------------------------------------------------------------ scoring */
 
-/* ln and exp of our own: the programs are linked without libm (-lm is
- * not among the Makefile's libraries), and two functions on the
- * classifier's ranges do not justify a new link dependency for every
- * program.  Both are accurate to about 1e-15 relative. */
-#define LN2 0.693147180559945309417232121458
-
-/* ln(x) for x > 0 (normal doubles): x = m * 2^e with m in [sqrt(1/2),
- * sqrt(2)), ln(m) = 2 atanh(z) = 2 (z + z^3/3 + z^5/5 ...) for
- * z = (m - 1) / (m + 1), |z| < 0.172. */
-static double ln(double x)
-{
-	if (!(x > 0))
-		return -1e308; /* not reached: f(w) is within (0, 1) */
-	union {
-		double d;
-		uint64_t u;
-	} v = { .d = x };
-	int e = (int)((v.u >> 52) & 0x7ff) - 1023;
-	v.u = (v.u & ~(0x7ffULL << 52)) | (1023ULL << 52); /* m in [1, 2) */
-	double m = v.d;
-	if (m > 1.41421356237309504880) {
-		m /= 2;
-		e++;
-	}
-	double z = (m - 1) / (m + 1), z2 = z * z, term = z, sum = 0;
-	for (int k = 1; k < 40; k += 2) {
-		sum += term / k;
-		term *= z2;
-	}
-	return 2 * sum + e * LN2;
-}
-
-/* e^x for x <= 0 (chi2q's e^-m): e^x = 2^k e^r, |r| <= ln2 / 2, e^r by
- * its Taylor series; below the normal range 0. */
-static double expneg(double x)
-{
-	if (x < -708)
-		return 0;
-	if (x > 0)
-		x = 0;
-	int k = (int)(x / LN2 - 0.5); /* round to nearest (x <= 0) */
-	double r = x - k * LN2, term = 1, sum = 1;
-	for (int i = 1; i < 25; i++) {
-		term *= r / i;
-		sum += term;
-	}
-	union {
-		double d;
-		uint64_t u;
-	} v = { .u = (uint64_t)(k + 1023) << 52 };
-	return sum * v.d;
-}
-
-double bayes_chi2q(double x2, unsigned v)
-{
-	/* For even v the series is exact: e^-m * sum_{i < v/2} m^i / i!. */
-	double m = x2 / 2.0, term = expneg(-m), sum = term;
-	for (unsigned i = 1; i < v / 2; i++) {
-		term *= m / i;
-		sum += term;
-	}
-	return sum < 1.0 ? sum : 1.0;
-}
-
-double bayes_robinson(uint64_t s, uint64_t h, uint64_t nspam, uint64_t nham)
-{
-	/* p(w) from the frequencies in each class, so that a database with
-	 * more ham than spam does not make every word look hammy. */
-	double rs = (double)s / (double)nspam, rh = (double)h / (double)nham;
-	double p = rs + rh > 0 ? rs / (rs + rh) : 0.5;
-	double n = (double)(s + h);
-	return (BAYES_FW_S * BAYES_FW_X + n * p) / (BAYES_FW_S + n);
-}
-
-double bayes_combine(const double *f, size_t n)
-{
-	if (n == 0)
-		return 0.5;
-	/* Logarithms: 150 products of small probabilities underflow. */
-	double ln_f = 0, ln_1f = 0;
-	for (size_t i = 0; i < n; i++) {
-		ln_f += ln(f[i]);
-		ln_1f += ln(1.0 - f[i]);
-	}
-	double h = bayes_chi2q(-2.0 * ln_f, (unsigned)(2 * n));
-	double s = bayes_chi2q(-2.0 * ln_1f, (unsigned)(2 * n));
-	return (1.0 + h - s) / 2.0;
-}
-
-static double strength(double f)
-{
-	return f > 0.5 ? f - 0.5 : 0.5 - f;
-}
-
-static void swap(double *v, size_t a, size_t b)
-{
-	double t = v[a];
-	v[a] = v[b];
-	v[b] = t;
-}
-
-/* Reorder v so that its first k are the k strongest (quickselect with a
- * three-way partition: many tokens share the same counts, hence the same
- * f(w)).  The combining is a product: they need no order among
- * themselves. */
-static void strongest(double *v, size_t n, size_t k)
-{
-	size_t lo = 0, hi = n;
-	while (hi - lo > 1) {
-		double pivot = strength(v[lo + (hi - lo) / 2]);
-		/* [lo, lt) stronger, [lt, i) as strong, [gt, hi) weaker */
-		size_t lt = lo, i = lo, gt = hi;
-		while (i < gt) {
-			double s = strength(v[i]);
-			if (s > pivot)
-				swap(v, lt++, i++);
-			else if (s < pivot)
-				swap(v, i, --gt);
-			else
-				i++;
-		}
-		if (k < lt)
-			hi = lt;
-		else if (k > gt)
-			lo = gt;
-		else
-			return;
-	}
-}
-
 /* f(w) of the message's tokens that db knows and that say something. */
 static int token_probs(struct bayes_db *db, const struct bayes_tokens *t, uint64_t nspam,
 		       uint64_t nham, double *f, size_t *nf, char **error_r)
@@ -733,7 +663,7 @@ static int token_probs(struct bayes_db *db, const struct bayes_tokens *t, uint64
 			int64_t s = sqlite3_column_int64(q, 0), h = sqlite3_column_int64(q, 1);
 			double fw = bayes_robinson(s > 0 ? (uint64_t)s : 0, h > 0 ? (uint64_t)h : 0,
 						   nspam, nham);
-			if (strength(fw) >= BAYES_MIN_STRENGTH)
+			if (bayes_strength(fw) >= BAYES_MIN_STRENGTH)
 				f[(*nf)++] = fw;
 		} else if (rc != SQLITE_DONE) {
 			return db_fail(db, q, "token lookup", error_r);
@@ -758,7 +688,7 @@ static int classify_one(struct bayes_db *db, uint64_t min_learned, const struct 
 		r = token_probs(db, t, nspam, nham, f, &nf, error_r);
 		if (r == 0) {
 			if (nf > BAYES_SIGNIFICANT) {
-				strongest(f, nf, BAYES_SIGNIFICANT);
+				bayes_strongest(f, nf, BAYES_SIGNIFICANT);
 				nf = BAYES_SIGNIFICANT;
 			}
 			*p_r = bayes_combine(f, nf);

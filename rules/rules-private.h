@@ -21,6 +21,7 @@
  *   match.c    ruleset_scan/finish/match: per-thread match data, limits,
  *              check_bayes, meta, scores
  *   tokens.c   the tokens of a message for the classifier
+ *   bayescomb.c  f(w) and chi-square combining
  *   bayes.c    the classifier: SQLite counts, learning, chi-square
  */
 #ifndef RULES_PRIVATE_H
@@ -280,7 +281,7 @@ void bayes_tokenize_each(struct msgview *mv, bayes_token_fn *fn, void *arg);
  * BAYES_TOKENS_MAX). */
 struct bayes_tokens *bayes_tokens_from(const int64_t *h, size_t n);
 
-/* ---------------------------------------------------------------- bayes.c */
+/* ------------------------------------------------------- bayes.c, bayescomb.c */
 
 /* Chi-square combining: SpamAssassin's constants (Bayes/CombineChi), but
  * for the strength a token needs to be combined: SpamAssassin's 0.346
@@ -303,5 +304,9 @@ double bayes_robinson(uint64_t s, uint64_t h, uint64_t nspam, uint64_t nham);
 /* Fisher's combining of n values of f(w): I = (1 + H - S) / 2; 0.5 for
  * none. */
 double bayes_combine(const double *f, size_t n);
+/* |f - 0.5|: how much a token says. */
+double bayes_strength(double f);
+/* Reorder v so that its first k are the k strongest (any order). */
+void bayes_strongest(double *v, size_t n, size_t k);
 
 #endif

@@ -135,6 +135,9 @@ int bayes_stats(struct bayes_db *db, struct bayes_stats *st, char **error_r);
  * Returns 1 changed, 0 nothing to do, -1 error. */
 int bayes_learn(struct bayes_db *db, const char *key, enum bayes_class cls,
 		const struct bayes_tokens *t, char **error_r);
+/* Expiry: once more than max messages are learned, each new one makes
+ * the database forget the least recently learned (0: never). */
+void bayes_set_max_learned(struct bayes_db *db, uint64_t max);
 /* What key is learned as (BAYES_NONE: not learned).  0 or -1. */
 int bayes_learned(struct bayes_db *db, const char *key, enum bayes_class *cls_r, char **error_r);
 /* Many learns in one transaction (BEGIN IMMEDIATE ... COMMIT); bayes_learn

@@ -270,7 +270,7 @@ static int learn_dir(struct learner *l, const char *path, int depth)
 	return rc;
 }
 
-static int open_bayes(const char *path, struct bayes_db **db)
+static int open_bayes(const char *path, int64_t max_learned, struct bayes_db **db)
 {
 	char *err = NULL;
 	if (bayes_open(path, BAYES_CREATE, db, &err) < 0) {
@@ -278,6 +278,7 @@ static int open_bayes(const char *path, struct bayes_db **db)
 		free(err);
 		return -1;
 	}
+	bayes_set_max_learned(*db, (uint64_t)max_learned);
 	return 0;
 }
 
@@ -304,7 +305,7 @@ int cmd_learn(struct mailctl *m, int argc, char **argv)
 			return rc;
 		l.user_name = store_user(st);
 		char *upath = xasprintf("%s/%s", store_root(st), STORE_BAYES_FILE);
-		int r = open_bayes(upath, &l.user);
+		int r = open_bayes(upath, m->cfg->bayes_max_learned, &l.user);
 		free(upath);
 		if (r < 0) {
 			store_close(&st);
@@ -314,7 +315,7 @@ int cmd_learn(struct mailctl *m, int argc, char **argv)
 	int rc = 0;
 	if (site_only || m->cfg->bayes_learn_site) {
 		char *spath = xasprintf("%s/%s", m->cfg->data_dir, STORE_BAYES_FILE);
-		if (open_bayes(spath, &l.site) < 0)
+		if (open_bayes(spath, m->cfg->bayes_max_learned, &l.site) < 0)
 			rc = EXIT_ERROR;
 		free(spath);
 	}

@@ -565,3 +565,39 @@ def test_classifier_learns_from_moves(tls_cert, dns, rules_dir):
         assert sum("BAYES_00" in s for _, s in ham.values()) >= 18, list(ham.values())
     finally:
         finish(g)
+
+
+def queued(g, user):
+    m = re.search(r"(\d+) moves not learned yet", mailctl(g, "bayes", addr(user)))
+    return int(m.group(1)) if m else 0
+
+
+def test_pop3_session_applies_the_training_queue(tls_cert, dns, rules_dir):
+    # A POP3-only user never opens IMAP: the autolearning that deliveries
+    # queue is applied by the POP3 session, after the login's reply.
+    import poplib
+    user = "popper"
+    g = gateway(tls_cert, dns, rules_dir, [user], bayes_autolearn="yes", bayes_learn_site="no")
+    try:
+        for i in range(3):
+            deliver(g, [user], message(uniq("minutes"), [user], frm=f"colleague{i}@work.test",
+                                       body=HARMLESS), mail_from=f"colleague{i}@work.test")
+        assert queued(g, user) == 3
+        assert "nothing learned yet" in mailctl(g, "bayes", addr(user))
+        p = poplib.POP3("127.0.0.1", g.pop3_port, timeout=10)
+        p.user(addr(user))
+        p.pass_(gwlib.PASSWORD)
+        assert p.stat()[0] == 3
+        # The learning ran before the session read STAT.
+        assert bayes(g, user) == (0, 3)
+        assert queued(g, user) == 0
+        p.quit()
+        assert len(re.findall(r"learned message \S+ as ham", g.imapd_log())) == 3
+        # The messages are still there for the client: learning takes none.
+        p = poplib.POP3("127.0.0.1", g.pop3_port, timeout=10)
+        p.user(addr(user))
+        p.pass_(gwlib.PASSWORD)
+        assert p.stat()[0] == 3
+        p.quit()
+    finally:
+        finish(g)

@@ -392,6 +392,74 @@ static void test_learn(void **state)
 
 /* Two processes create the same new file at once and learn into it,
  * each through its own handle: nothing is lost, nothing fails. */
+/* Expiry: past the limit the least recently learned messages are
+ * forgotten exactly as an unlearn would, and the database keeps the
+ * counts of what it kept. */
+static void test_expiry(void **state)
+{
+	(void)state;
+	char *err = NULL, *path = db_path("expiry.db");
+	struct bayes_db *db = NULL;
+	assert_int_equal(bayes_open(path, BAYES_CREATE, &db, &err), 1);
+	bayes_set_max_learned(db, 3);
+	int64_t a[] = { 11, 12, 100 }, b[] = { 21, 22, 100 }, c[] = { 31, 32, 100 },
+		d[] = { 41, 42, 100 }, e[] = { 51, 52, 100 };
+	const int64_t *sets[] = { a, b, c, d, e };
+	char key[8];
+	for (int i = 0; i < 3; i++) {
+		struct bayes_tokens *t = bayes_tokens_from(sets[i], 3);
+		snprintf(key, sizeof(key), "m%d", i);
+		assert_int_equal(bayes_learn(db, key, i % 2 ? BAYES_HAM : BAYES_SPAM, t, &err), 1);
+		bayes_tokens_free(&t);
+	}
+	/* Learned most recently: m0 again (as ham now), so m1 is the oldest. */
+	raw_exec("expiry.db", "UPDATE learned SET at = at - 10 WHERE key IN ('m1', 'm2')");
+	raw_exec("expiry.db", "UPDATE learned SET at = at - 20 WHERE key = 'm1'");
+	assert_int_equal(bayes_learn(db, "m0", BAYES_HAM, NULL, &err), 1);
+	struct bayes_stats st = stats(db);
+	assert_true(st.nspam == 1 && st.nham == 2 && st.ntokens == 7);
+	/* A fourth message: m1 goes, its own tokens with it. */
+	struct bayes_tokens *t = bayes_tokens_from(d, 3);
+	assert_int_equal(bayes_learn(db, "m3", BAYES_SPAM, t, &err), 1);
+	bayes_tokens_free(&t);
+	enum bayes_class cls;
+	assert_int_equal(bayes_learned(db, "m1", &cls, &err), 0);
+	assert_int_equal(cls, BAYES_NONE);
+	st = stats(db);
+	assert_true(st.nspam == 2 && st.nham == 1 && st.ntokens == 7);
+	int64_t s, h;
+	raw_counts("expiry.db", 21, &s, &h);
+	assert_true(s == -1 && h == -1);
+	raw_counts("expiry.db", 100, &s, &h); /* in every message: m1's count gone */
+	assert_true(s == 2 && h == 1);
+	/* A lowered limit is reached two at a time. */
+	bayes_set_max_learned(db, 1);
+	t = bayes_tokens_from(e, 3);
+	assert_int_equal(bayes_learn(db, "m4", BAYES_SPAM, t, &err), 1);
+	bayes_tokens_free(&t);
+	st = stats(db);
+	assert_int_equal(st.nspam + st.nham, 2);
+	/* Without a limit nothing goes; relearning what went is a new learn. */
+	bayes_set_max_learned(db, 0);
+	t = bayes_tokens_from(b, 3);
+	assert_int_equal(bayes_learn(db, "m1", BAYES_HAM, t, &err), 1);
+	bayes_tokens_free(&t);
+	st = stats(db);
+	assert_int_equal(st.nspam + st.nham, 3);
+	raw_counts("expiry.db", 100, &s, &h);
+	assert_int_equal(s + h, 3);
+	bayes_close(&db);
+	/* A database of schema 1 (no index for expiry) gets it at open. */
+	raw_exec("expiry.db", "DROP INDEX learned_at; PRAGMA user_version = 1;");
+	assert_int_equal(bayes_open(path, 0, &db, &err), 1);
+	bayes_close(&db);
+	raw_exec("expiry.db", "CREATE TEMP TABLE t AS SELECT 1 FROM sqlite_master "
+			      "WHERE type = 'index' AND name = 'learned_at';"
+			      "SELECT CASE WHEN (SELECT count(*) FROM t) = 1 THEN 1 "
+			      "ELSE abs(-9223372036854775807 - 1) END;");
+	free(path);
+}
+
 static void test_concurrent(void **state)
 {
 	(void)state;
@@ -835,6 +903,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_tokens),
 		cmocka_unit_test(test_learn),
+		cmocka_unit_test(test_expiry),
 		cmocka_unit_test(test_concurrent),
 		cmocka_unit_test(test_classify),
 		cmocka_unit_test(test_chi2),
