@@ -528,6 +528,24 @@ int bayes_learned(struct bayes_db *db, const char *key, enum bayes_class *cls_r,
 	return learned_get(db, key, cls_r, NULL, error_r);
 }
 
+/* key, learned as old with the tokens kept, becomes learned as cls with
+ * the tokens learn (BAYES_NONE: forgotten): the tokens' counts, the
+ * message counts and the learned record, inside the caller's transaction. */
+static int relearn(struct bayes_db *db, const char *key, enum bayes_class old,
+		   const struct bayes_tokens *kept, enum bayes_class cls,
+		   const struct bayes_tokens *learn, char **error_r)
+{
+	if (tokens_apply(db, kept, old, learn, cls, error_r) < 0)
+		return -1;
+	sqlite3_stmt *q = stmt(db, BS_VARS_ADD);
+	sqlite3_bind_int(q, 1, (cls == BAYES_SPAM) - (old == BAYES_SPAM));
+	sqlite3_bind_int(q, 2, (cls == BAYES_HAM) - (old == BAYES_HAM));
+	if (sqlite3_step(q) != SQLITE_DONE)
+		return db_fail(db, q, "vars update", error_r);
+	sqlite3_reset(q);
+	return learned_set(db, key, cls, learn, error_r);
+}
+
 void bayes_set_max_learned(struct bayes_db *db, uint64_t max)
 {
 	db->max_learned = max;
@@ -560,18 +578,7 @@ static int expire(struct bayes_db *db, char **error_r)
 		struct bayes_tokens *kept = NULL;
 		int r = learned_get(db, key, &old, &kept, error_r);
 		if (r == 0)
-			r = tokens_apply(db, kept, old, NULL, BAYES_NONE, error_r);
-		if (r == 0) {
-			q = stmt(db, BS_VARS_ADD);
-			sqlite3_bind_int(q, 1, -(old == BAYES_SPAM));
-			sqlite3_bind_int(q, 2, -(old == BAYES_HAM));
-			if (sqlite3_step(q) != SQLITE_DONE)
-				r = db_fail(db, q, "vars update", error_r);
-			else
-				sqlite3_reset(q);
-		}
-		if (r == 0)
-			r = learned_set(db, key, BAYES_NONE, NULL, error_r);
+			r = relearn(db, key, old, kept, BAYES_NONE, NULL, error_r);
 		bayes_tokens_free(&kept);
 		free(key);
 		if (r < 0)
@@ -602,18 +609,7 @@ int bayes_learn(struct bayes_db *db, const char *key, enum bayes_class cls,
 		r = set_error(error_r, "bayes %s: %s is not learned yet: its tokens are needed",
 			      db->path, log_str(key));
 	if (r == 0)
-		r = tokens_apply(db, kept, old, learn, cls, error_r);
-	if (r == 0) {
-		sqlite3_stmt *q = stmt(db, BS_VARS_ADD);
-		sqlite3_bind_int(q, 1, (cls == BAYES_SPAM) - (old == BAYES_SPAM));
-		sqlite3_bind_int(q, 2, (cls == BAYES_HAM) - (old == BAYES_HAM));
-		if (sqlite3_step(q) != SQLITE_DONE)
-			r = db_fail(db, q, "vars update", error_r);
-		else
-			sqlite3_reset(q);
-	}
-	if (r == 0)
-		r = learned_set(db, key, cls, learn, error_r);
+		r = relearn(db, key, old, kept, cls, learn, error_r);
 	bayes_tokens_free(&kept);
 	if (r == 0 && old == BAYES_NONE && cls != BAYES_NONE && db->max_learned > 0)
 		r = expire(db, error_r);

@@ -19,8 +19,14 @@
  *    any other such pattern stays out of the databases.  A wide class is
  *    "." with DOTALL, a negated class that does not exclude the newline,
  *    a class with a complement escape in it (\S, \W, \D, \H: "[\s\S]"),
- *    \W, \D, \H, \C, \X, and a group with both "." and a newline in it
- *    ("(?:.|\n)").  "[^\n<]" and "[\x00-\x7f]" runs were found right.
+ *    \W, \D, \H, \C, \X, a class with a range to an escaped end
+ *    ("[\x00-\xff]", "[\x01-\x{10ffff}]": taken as wide whatever it
+ *    spans), and a group with both "." and a newline in it ("(?:.|\n)")
+ *    or both of a class escape and its complement ("(?:\s|\S)").
+ *    "[^\n<]" runs were found right.
+ *  - Back-references with an assertion anywhere in the pattern stay out
+ *    (Hyperscan's prefilter gets "(?:(\b)c)\1" wrong), as do those a
+ *    cut would renumber.
  *  - Patterns with Unicode properties (\p, \P, (*UCP)) stay out:
  *    vectorscan's tables are older than PCRE2's (U+1C80 is \p{L} to one
  *    and not to the other).  So do patterns that turn extended mode on
@@ -53,6 +59,7 @@ struct walk {
 		bool wide, dot, nl;
 		bool negative;    /* (?! or (?<! : requires nothing */
 		bool has_run;     /* a run of a wide class inside (top-level group) */
+		unsigned esc;     /* class escapes inside: esc_bit() */
 	} grp[PF_DEPTH_MAX];
 	/* How much literal text each open level requires: the longest run
 	 * of literal characters, of an alternative ("best"), over all of its
@@ -79,6 +86,7 @@ struct walk {
 	size_t nflags;
 	bool any_cut;             /* some alternative was cut */
 	bool backref;             /* back-references or subroutine calls */
+	bool assertion;           /* \b ^ $ lookaround ... */
 	struct buf result;        /* the kept segments, '|' between them */
 	size_t nalt;
 	bool bad;                 /* not for a database */
@@ -138,6 +146,23 @@ static const char *past(const char *p, char close)
 	return e ? e + 1 : p + strlen(p);
 }
 
+/* A bit per class escape: \s \d \w \h \v low, their complements high;
+ * a group with both of a pair ("(?:\s|\S)") matches anything. */
+static unsigned esc_bit(char c)
+{
+	static const char pairs[] = "sdwhv";
+	const char *k = strchr(pairs, c | 0x20);
+	if (c == '\0' || k == NULL)
+		return 0;
+	unsigned i = (unsigned)(k - pairs);
+	return (c >= 'a' ? 1u : 32u) << i;
+}
+
+static bool esc_complete(unsigned esc)
+{
+	return ((esc & 31u) & (esc >> 5)) != 0;
+}
+
 /* An escape at p ('\\'); returns what follows it. */
 static const char *escape(struct walk *w, const char *p)
 {
@@ -174,6 +199,10 @@ static const char *escape(struct walk *w, const char *p)
 	put(w, p, (size_t)(e - p));
 	if ((c >= '1' && c <= '9') || c == 'g' || c == 'k')
 		w->backref = true;
+	if (c == 'b' || c == 'B' || c == 'A' || c == 'z' || c == 'Z' || c == 'G')
+		w->assertion = true;
+	if (w->depth > 0)
+		w->grp[w->depth - 1].esc |= esc_bit(c);
 	bool wide = c == 'W' || c == 'D' || c == 'H' || c == 'C' || c == 'X';
 	bool nl = c == 'n' || c == 's' || c == 'v' || c == 'R' || wide;
 	atom(w, start, wide, false, nl);
@@ -241,8 +270,13 @@ static const char *class(struct walk *w, const char *p)
 	const char *e = *q == ']' ? q + 1 : q;
 	put(w, p, (size_t)(e - p));
 	bool has_nl = class_has_nl(p, e);
-	bool wide = (negated && !has_nl) || class_has_complement(p, e);
-	atom(w, start, wide, false, negated ? !has_nl : has_nl);
+	/* a range to an escaped end may span everything ("[\x00-\xff]") */
+	bool escaped_range = false;
+	for (const char *r = p + 1; r + 1 < e && !escaped_range; r++)
+		escaped_range = r[0] == '-' && r[1] == '\\' && r[-1] != '[' && r[-1] != '^';
+	bool wide = (negated && !has_nl) || class_has_complement(p, e) || escaped_range;
+	/* a negated class is like "." in a group: with a newline, anything */
+	atom(w, start, wide, negated, negated ? !has_nl : has_nl);
 	return e;
 }
 
@@ -417,8 +451,11 @@ bool pf_pattern(const char *p, bool extended, bool dotall, bool runs_ok, struct 
 			w.grp[w.depth].wide = w.grp[w.depth].dot = w.grp[w.depth].nl = false;
 			w.grp[w.depth].negative = strncmp(p, "(?!", 3) == 0 || strncmp(p, "(?<!", 4) == 0;
 			w.grp[w.depth].has_run = false;
+			w.grp[w.depth].esc = 0;
 			if (p[1] == '?' && (strchr("PR&+-0123456789", p[2]) != NULL && p[2] != '\0'))
 				w.backref = true; /* (?P=name) (?R) (?&name) (?1) ... */
+			if (p[1] == '?' && (p[2] == '=' || p[2] == '!' || p[2] == '<'))
+				w.assertion = true; /* lookaround (or a named group: left out too) */
 			w.depth++;
 			memset(&w.lv[w.depth], 0, sizeof(w.lv[w.depth]));
 			w.have_atom = false;
@@ -438,8 +475,12 @@ bool pf_pattern(const char *p, bool extended, bool dotall, bool runs_ok, struct 
 				if (w.lv[w.depth].any_alt && w.lv[w.depth].alt_min < need)
 					need = w.lv[w.depth].alt_min;
 				w.depth--;
+				unsigned esc = w.grp[w.depth].esc;
+				if (w.depth > 0)
+					w.grp[w.depth - 1].esc |= esc;
 				atom(&w, w.grp[w.depth].start,
-				     w.grp[w.depth].wide || (w.grp[w.depth].dot && w.grp[w.depth].nl),
+				     w.grp[w.depth].wide || (w.grp[w.depth].dot && w.grp[w.depth].nl) ||
+					     esc_complete(esc),
 				     w.grp[w.depth].dot, w.grp[w.depth].nl);
 				if (!w.grp[w.depth].negative && need > w.lv[w.depth].best)
 					w.lv[w.depth].best = need;
@@ -470,6 +511,7 @@ bool pf_pattern(const char *p, bool extended, bool dotall, bool runs_ok, struct 
 		}
 		case '^':
 		case '$':
+			w.assertion = true;
 			w.have_atom = false;
 			w.lv[w.depth].run = 0;
 			put(&w, p++, 1);
@@ -509,8 +551,11 @@ bool pf_pattern(const char *p, bool extended, bool dotall, bool runs_ok, struct 
 	}
 	if (!w.bad)
 		end_alternative(&w);
-	/* A cut renumbers the groups: a reference could name another. */
-	bool ok = !w.bad && w.depth == 0 && !(w.any_cut && w.backref);
+	/* A cut renumbers the groups: a reference could name another.  And
+	 * Hyperscan's prefilter stands a back-reference in for the group's
+	 * pattern, which is not a superset when the group holds an assertion
+	 * ("(?:(\b)c)\1" matches "Ca"; its stand-in "(?:\bc)\b" does not). */
+	bool ok = !w.bad && w.depth == 0 && !(w.backref && (w.any_cut || w.assertion));
 	if (ok) {
 		out->len = w.base;
 		if (w.result.len)

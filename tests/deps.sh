@@ -1,9 +1,18 @@
 #!/bin/sh
 # Install the Debian packages given as arguments when any is missing
-# (apt-get, as root or through sudo).  Quiet when all are present.
+# (apt-get, as root or through sudo); an argument "pkg-" is a package
+# that must not be installed (apt-get removes it in the same run).  Quiet
+# when all is as asked.
 missing=""
 for p in "$@"; do
-	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+	case "$p" in
+	*-)
+		dpkg-query -W -f='${Status}' "${p%-}" 2>/dev/null | grep -q "install ok installed" &&
+			missing="$missing $p" ;;
+	*)
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
+			missing="$missing $p" ;;
+	esac
 done
 [ -z "$missing" ] && exit 0
 echo "deps: installing:$missing"

@@ -392,6 +392,15 @@ static void test_learn(void **state)
 
 /* Two processes create the same new file at once and learn into it,
  * each through its own handle: nothing is lost, nothing fails. */
+/* Learn key as cls from three token hashes. */
+static void learn3(struct bayes_db *db, const char *key, enum bayes_class cls, const int64_t *h)
+{
+	char *err = NULL;
+	struct bayes_tokens *t = bayes_tokens_from(h, 3);
+	assert_int_equal(bayes_learn(db, key, cls, t, &err), 1);
+	bayes_tokens_free(&t);
+}
+
 /* Expiry: past the limit the least recently learned messages are
  * forgotten exactly as an unlearn would, and the database keeps the
  * counts of what it kept. */
@@ -407,10 +416,8 @@ static void test_expiry(void **state)
 	const int64_t *sets[] = { a, b, c, d, e };
 	char key[8];
 	for (int i = 0; i < 3; i++) {
-		struct bayes_tokens *t = bayes_tokens_from(sets[i], 3);
 		snprintf(key, sizeof(key), "m%d", i);
-		assert_int_equal(bayes_learn(db, key, i % 2 ? BAYES_HAM : BAYES_SPAM, t, &err), 1);
-		bayes_tokens_free(&t);
+		learn3(db, key, i % 2 ? BAYES_HAM : BAYES_SPAM, sets[i]);
 	}
 	/* Learned most recently: m0 again (as ham now), so m1 is the oldest. */
 	raw_exec("expiry.db", "UPDATE learned SET at = at - 10 WHERE key IN ('m1', 'm2')");
@@ -419,9 +426,7 @@ static void test_expiry(void **state)
 	struct bayes_stats st = stats(db);
 	assert_true(st.nspam == 1 && st.nham == 2 && st.ntokens == 7);
 	/* A fourth message: m1 goes, its own tokens with it. */
-	struct bayes_tokens *t = bayes_tokens_from(d, 3);
-	assert_int_equal(bayes_learn(db, "m3", BAYES_SPAM, t, &err), 1);
-	bayes_tokens_free(&t);
+	learn3(db, "m3", BAYES_SPAM, d);
 	enum bayes_class cls;
 	assert_int_equal(bayes_learned(db, "m1", &cls, &err), 0);
 	assert_int_equal(cls, BAYES_NONE);
@@ -434,16 +439,12 @@ static void test_expiry(void **state)
 	assert_true(s == 2 && h == 1);
 	/* A lowered limit is reached two at a time. */
 	bayes_set_max_learned(db, 1);
-	t = bayes_tokens_from(e, 3);
-	assert_int_equal(bayes_learn(db, "m4", BAYES_SPAM, t, &err), 1);
-	bayes_tokens_free(&t);
+	learn3(db, "m4", BAYES_SPAM, e);
 	st = stats(db);
 	assert_int_equal(st.nspam + st.nham, 2);
 	/* Without a limit nothing goes; relearning what went is a new learn. */
 	bayes_set_max_learned(db, 0);
-	t = bayes_tokens_from(b, 3);
-	assert_int_equal(bayes_learn(db, "m1", BAYES_HAM, t, &err), 1);
-	bayes_tokens_free(&t);
+	learn3(db, "m1", BAYES_HAM, b);
 	st = stats(db);
 	assert_int_equal(st.nspam + st.nham, 3);
 	raw_counts("expiry.db", 100, &s, &h);

@@ -122,6 +122,11 @@ static void test_cuts(void **state)
 	expect("ab[\\s\\S]*cde", false, "cde");
 	expect("ab(?:.|\\n)*cde", false, "cde");
 	expect("ab\\W+cde", false, "cde");
+	expect("ab(?:\\s|\\S)*cde", false, "cde");
+	expect("ab(?:[^\\n]|\\n)*cde", false, "cde");
+	expect("ab[\\x00-\\x{10ffff}]*cde", false, "cde");
+	expect("ab[\\x00-\\xff]+cde", false, "cde");
+	expect("ab(?:x|\\s)*cde", false, "ab(?:x|\\s)*cde");
 	/* Runs that vectorscan 5.4.9 gets right are kept. */
 	expect("ab[^\\n<]*cde", false, "ab[^\\n<]*cde");
 	expect("ab\\s*cde", false, "ab\\s*cde");
@@ -142,6 +147,11 @@ static void test_cuts(void **state)
 	/* A cut renumbers groups: back-references are left out then. */
 	expect("(a)[^<]*(bcd)\\1", false, NULL);
 	expect("(a)x(bcd)\\1", false, "(a)x(bcd)\\1");
+	/* Hyperscan's prefilter gets a reference to a group with an
+	 * assertion wrong: such patterns stay with PCRE2. */
+	expect("(?:(\\b)c)\\1", true, NULL);
+	expect("(\\w)\\1{4}", true, "(\\w)\\1{4}");
+	expect("^(\\w)\\1", true, NULL);
 	/* A run inside a lookbehind at the top level: the group goes. */
 	expect("(?<=[^<]*)abcd", false, "abcd");
 }
