@@ -414,7 +414,7 @@ static void test_expiry(void **state)
 	int64_t a[] = { 11, 12, 100 }, b[] = { 21, 22, 100 }, c[] = { 31, 32, 100 },
 		d[] = { 41, 42, 100 }, e[] = { 51, 52, 100 };
 	const int64_t *sets[] = { a, b, c, d, e };
-	char key[8];
+	char key[16];
 	for (int i = 0; i < 3; i++) {
 		snprintf(key, sizeof(key), "m%d", i);
 		learn3(db, key, i % 2 ? BAYES_HAM : BAYES_SPAM, sets[i]);
