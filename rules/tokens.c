@@ -2,7 +2,7 @@
  * tokens.c - the tokens of a message for the Bayesian classifier
  * (bayes.c), after SpamAssassin's Bayes tokenizer.
  *
- * Three sources, in this order (the cap keeps the first tokens):
+ * Four sources, in this order (the cap keeps the first tokens):
  *
  *  - headers: a fixed list of the fields that say something about the
  *    sender and the mailer (header_specs below), each token prefixed by
@@ -14,6 +14,9 @@
  *  - URIs (msgview_uris): "U:host" and "U:" + the registered-domain-ish
  *    last two labels (three under a ccTLD's co./com./ac. ...).
  *  - body: the rendered body paragraphs (the Subject first), as words.
+ *  - markup: "T:tag" and "T:tag:attribute" of the HTML tags of the
+ *    decoded text parts (names only, never values), after the words so
+ *    that a long HTML message keeps its words under the cap.
  *
  * A word is a run of letters, digits, '_', '$', '!' and octets of 0x80
  * and more (UTF-8 is kept as bytes, U+00A0 is a blank), with single
@@ -447,12 +450,79 @@ static void body_tokens(struct tok_ctx *c, struct msgview *mv)
 		emit_words(c, "", v[i], strlen(v[i]));
 }
 
+/* HTML markup: "T:tag" and "T:tag:attribute" of each tag in the decoded
+ * (not rendered) text parts: which markup a mailer writes ("font:color",
+ * "table:bgcolor") is as telling as its words. */
+static bool is_alpha(char ch)
+{
+	return (ch | 0x20) >= 'a' && (ch | 0x20) <= 'z';
+}
+
+static void markup_tokens(struct tok_ctx *c, struct msgview *mv)
+{
+	size_t n;
+	const char *const *v = msgview_rawbody(mv, &n);
+	for (size_t i = 0; i < n && !c->stop; i++) {
+		for (const char *p = strchr(v[i], '<'); p && !c->stop; p = strchr(p, '<')) {
+			p++;
+			size_t tn = 0;
+			while (tn < 12 && (is_alpha(p[tn]) || (tn && p[tn] >= '0' && p[tn] <= '9')))
+				tn++;
+			if (tn == 0 || tn == 12)
+				continue;
+			char tag[16];
+			for (size_t k = 0; k < tn; k++)
+				tag[k] = (char)(p[k] | 0x20);
+			emit(c, "T:", tag, tn);
+			/* attribute names up to '>' */
+			const char *q = p + tn;
+			while (*q && *q != '>' && *q != '<' && !c->stop) {
+				while (*q && *q != '>' && *q != '<' && !is_alpha(*q))
+					q++;
+				size_t an = 0;
+				while (an < 16 && (is_alpha(q[an]) || q[an] == '-'))
+					an++;
+				if (an == 0)
+					break;
+				const char *after = q + an;
+				while (*after == ' ')
+					after++;
+				if (*after == '=' && an < 16) {
+					char tok[40];
+					size_t k = 0;
+					memcpy(tok, tag, tn);
+					k = tn;
+					tok[k++] = ':';
+					for (size_t j = 0; j < an; j++)
+						tok[k++] = (char)(q[j] | 0x20);
+					emit(c, "T:", tok, k);
+				}
+				q = after;
+				if (*q != '=')
+					continue; /* a name alone ("<td nowrap>") */
+				q++;
+				while (*q == ' ')
+					q++;
+				if (*q == '"' || *q == '\'') {
+					const char *e = strchr(q + 1, *q);
+					q = e ? e + 1 : q + strlen(q);
+				} else {
+					while (*q && *q != '>' && *q != '<' && *q != ' ' && *q != '\t')
+						q++;
+				}
+			}
+			p = q;
+		}
+	}
+}
+
 void bayes_tokenize_each(struct msgview *mv, bayes_token_fn *fn, void *arg)
 {
 	struct tok_ctx c = { .fn = fn, .arg = arg };
 	header_tokens(&c, mv);
 	uri_tokens(&c, mv);
 	body_tokens(&c, mv);
+	markup_tokens(&c, mv);
 }
 
 /* ------------------------------------------------------------ the set */

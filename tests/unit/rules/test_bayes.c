@@ -188,6 +188,22 @@ static void test_tokens(void **state)
 	assert_null(a);
 	free(with);
 
+	/* HTML markup: tag names and attribute names, not values; an
+	 * attribute value that holds '>' does not end the tag. */
+	s = tokens_of("Subject: sale\nContent-Type: text/html\n\n"
+		      "<html><BODY bgcolor=\"#ffffff\"><font face='x>y' COLOR=red size=+2>"
+		      "Buy</font><p>now<br/><a href=\"http://shop.example.net/\">here</a></html>\n");
+	const char *markup[] = { "T:html", "T:body", "T:body:bgcolor", "T:font", "T:font:face",
+				 "T:font:color", "T:font:size", "T:p", "T:br", "T:a", "T:a:href" };
+	for (size_t i = 0; i < ARRAY_SIZE(markup); i++)
+		if (!has_tok(&s, markup[i]))
+			fail_msg("token %s missing", markup[i]);
+	assert_false(has_sub(&s, "T:font:y"));
+	assert_false(has_sub(&s, "ffffff"));
+	assert_false(has_sub(&s, "T:font:red"));
+	assert_true(has_tok(&s, "buy"));
+	strs_free(&s);
+
 	/* A message of many distinct words: capped. */
 	struct buf m;
 	buf_init(&m, 1 << 20);
