@@ -203,6 +203,16 @@ static void test_tokens(void **state)
 	assert_false(has_sub(&s, "T:font:red"));
 	assert_true(has_tok(&s, "buy"));
 	strs_free(&s);
+	/* Broken markup ends where the text does. */
+	s = tokens_of("Subject: x\nContent-Type: text/html\n\n"
+		      "<a href=\"unterminated <b =x>\n<averyveryverylongtagname x=1> "
+		      "<td nowrap width=1 averyveryverylongattributename=2><i\n<p a=");
+	assert_true(has_tok(&s, "T:a"));
+	assert_false(has_tok(&s, "T:b")); /* inside the open quote */
+	assert_true(has_tok(&s, "T:td:width"));
+	assert_false(has_sub(&s, "T:averyvery"));
+	assert_true(has_tok(&s, "T:p"));
+	strs_free(&s);
 
 	/* A message of many distinct words: capped. */
 	struct buf m;
