@@ -485,7 +485,9 @@ static int learned_set(struct bayes_db *db, const char *key, enum bayes_class cl
 	return 0;
 }
 
-/* What key is learned as, and (when kept_r) its tokens. */
+/* What key is learned as, and (when kept_r) its tokens; LEARNED_DAMAGED
+ * (< 0, like any error) when its record cannot be read back. */
+#define LEARNED_DAMAGED (-2)
 static int learned_get(struct bayes_db *db, const char *key, enum bayes_class *cls_r,
 		       struct bayes_tokens **kept_r, char **error_r)
 {
@@ -505,8 +507,9 @@ static int learned_get(struct bayes_db *db, const char *key, enum bayes_class *c
 	if ((cls != BAYES_SPAM && cls != BAYES_HAM) || len % 8 != 0 ||
 	    len / 8 > BAYES_TOKENS_MAX) {
 		sqlite3_reset(q);
-		return set_error(error_r, "bayes %s: the learned record of %s is damaged", db->path,
-				 log_str(key));
+		set_error(error_r, "bayes %s: the learned record of %s is damaged", db->path,
+			  log_str(key));
+		return LEARNED_DAMAGED;
 	}
 	*cls_r = (enum bayes_class)cls;
 	if (kept_r != NULL) {
@@ -525,7 +528,7 @@ int bayes_learned(struct bayes_db *db, const char *key, enum bayes_class *cls_r,
 	*cls_r = BAYES_NONE;
 	if (key == NULL || *key == '\0')
 		return set_error(error_r, "bayes: empty message key");
-	return learned_get(db, key, cls_r, NULL, error_r);
+	return learned_get(db, key, cls_r, NULL, error_r) < 0 ? -1 : 0;
 }
 
 /* key, learned as old with the tokens kept, becomes learned as cls with
@@ -572,13 +575,31 @@ static int expire(struct bayes_db *db, char **error_r)
 		}
 		if (rc != SQLITE_ROW)
 			return db_fail(db, q, "oldest learned", error_r);
-		char *key = xstrdup((const char *)sqlite3_column_text(q, 0));
+		const char *k = (const char *)sqlite3_column_text(q, 0);
+		char *key = xstrdup(k ? k : "");
 		sqlite3_reset(q);
 		enum bayes_class old;
 		struct bayes_tokens *kept = NULL;
-		int r = learned_get(db, key, &old, &kept, error_r);
-		if (r == 0)
+		char *err = NULL;
+		int r = learned_get(db, key, &old, &kept, &err);
+		if (r == 0) {
 			r = relearn(db, key, old, kept, BAYES_NONE, NULL, error_r);
+		} else if (r == LEARNED_DAMAGED) {
+			/* Its counts cannot be taken back; the record goes, so
+			 * that one bad row does not stop all learning. */
+			log_warnx(NULL, "%s; expired without unlearning", err);
+			sqlite3_stmt *d = stmt(db, BS_LEARNED_DEL);
+			sqlite3_bind_text(d, 1, key, -1, SQLITE_STATIC);
+			r = sqlite3_step(d) == SQLITE_DONE ? 0 : db_fail(db, d, "learned", error_r);
+			sqlite3_reset(d);
+		} else {
+			if (error_r != NULL)
+				*error_r = err;
+			else
+				free(err);
+			err = NULL;
+		}
+		free(err);
 		bayes_tokens_free(&kept);
 		free(key);
 		if (r < 0)

@@ -299,6 +299,17 @@ static const char *inline_flags(struct walk *w, const char *p)
 	return *q == ')' || *q == ':' ? q : NULL;
 }
 
+/* A '{' that is not a repeat: a literal character (the repeat of a cut
+ * group, if any, is not coming). */
+static const char *literal_brace(struct walk *w, const char *p)
+{
+	w->absorb = false;
+	put(w, p, 1);
+	atom(w, w->out->len - 1, false, false, false);
+	literal(w);
+	return p + 1;
+}
+
 /* A repeat at p, applying to the last atom; returns what follows it. */
 static const char *repeat(struct walk *w, const char *p)
 {
@@ -315,9 +326,7 @@ static const char *repeat(struct walk *w, const char *p)
 		 * "{,n}" and any other brace as text) */
 		char *x;
 		if (!(p[1] >= '0' && p[1] <= '9')) {
-			put(w, p, 1);
-			atom(w, w->out->len - 1, false, false, false);
-			return p + 1;
+			return literal_brace(w, p);
 		}
 		m = strtoul(p + 1, &x, 10);
 		if (*x == '}') {
@@ -329,15 +338,11 @@ static const char *repeat(struct walk *w, const char *p)
 		} else if (*x == ',' && x[1] >= '0' && x[1] <= '9') {
 			n = strtoul(x + 1, &x, 10);
 			if (*x != '}') {
-				put(w, p, 1);
-				atom(w, w->out->len - 1, false, false, false);
-				return p + 1;
+				return literal_brace(w, p);
 			}
 			widen = n > PF_REPEAT_MAX || m > PF_REPEAT_MAX;
 		} else {
-			put(w, p, 1);
-			atom(w, w->out->len - 1, false, false, false);
-			return p + 1;
+			return literal_brace(w, p);
 		}
 		e = x + 1;
 	}

@@ -475,6 +475,15 @@ static void test_expiry(void **state)
 	assert_int_equal(st.nspam + st.nham, 3);
 	raw_counts("expiry.db", 100, &s, &h);
 	assert_int_equal(s + h, 3);
+	/* A damaged oldest record does not stop learning: it goes. */
+	bayes_set_max_learned(db, 3);
+	raw_exec("expiry.db", "UPDATE learned SET tokens = x'0102', at = 0 WHERE key = 'm1'");
+	assert_int_equal(bayes_learned(db, "m1", &cls, &err), -1);
+	free(err);
+	err = NULL;
+	learn3(db, "m5", BAYES_HAM, a);
+	assert_int_equal(bayes_learned(db, "m1", &cls, &err), 0);
+	assert_int_equal(cls, BAYES_NONE);
 	bayes_close(&db);
 	/* A database of schema 1 (no index for expiry) gets it at open. */
 	raw_exec("expiry.db", "DROP INDEX learned_at; PRAGMA user_version = 1;");

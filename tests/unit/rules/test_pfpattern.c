@@ -134,6 +134,7 @@ static void test_cuts(void **state)
 	expect("^https?://(?:[^/?#@]*@)?\\d+\\.\\d+", false, "^https?://");
 	expect("^https?://(?:[^/?#@]*@)?abcdefgh", false, "abcdefgh");
 	expect("^mailto:(?:[^?]*x)+abcdefgh", false, "abcdefgh");
+	expect("(?:[^<]*x){*abcdefgh", false, "{*abcdefgh"); /* '{' is text: its '*' stays */
 	/* Each top-level alternative keeps its own segment. */
 	expect("unsubscribe[^.]{0,60}click|clickhere[^.]{0,40}remove", false, "unsubscribe|clickhere");
 	/* An optional atom or a negative lookahead requires nothing. */
